@@ -1,0 +1,870 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw.c
+ *		Launch, find and stop dynamic background workers from SQL.
+ *
+ * This file holds the SQL-callable functions and the registry of workers.
+ * The registry lives in one dynamic shared memory segment whose handle is
+ * kept in a tiny struct in the main shared memory segment, so any backend
+ * finds it without the library being preloaded; docs/design.md explains the
+ * choice.  A launch reserves the worker's number in the registry, registers
+ * a dynamic background worker and waits until the worker reports that it is
+ * connected and ready.  A stop works from any session: it signals the worker
+ * named in the registry and waits until the worker has left it and the
+ * process is gone.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+/* SQL-callable function support */
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+
+/* the registry and its shared memory */
+#include "miscadmin.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+
+/* validating what the caller asks for */
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+
+/* waiting for workers */
+#include "pgstat.h"
+#include "postmaster/postmaster.h"
+#include "utils/timestamp.h"
+
+#include "dynbgw.h"
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(dynbgw_launch);
+PG_FUNCTION_INFO_V1(dynbgw_launch_function);
+PG_FUNCTION_INFO_V1(dynbgw_pid);
+PG_FUNCTION_INFO_V1(dynbgw_stop);
+PG_FUNCTION_INFO_V1(dynbgw_workers);
+
+/* Longest interval an argument may have: a year of naps is a mistake. */
+#define DYNBGW_MAX_INTERVAL_US	((int64) 366 * USECS_PER_DAY)
+
+int			dynbgw_max_workers = 8;
+
+/* This process's mapping of the registry, once found. */
+static DynbgwRegistry *dynbgw_reg = NULL;
+
+/* One launch in progress, for the cleanup that runs if it fails. */
+typedef struct DynbgwLaunch
+{
+	int			n;
+	uint64		generation;
+	BackgroundWorkerHandle *handle;
+} DynbgwLaunch;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("dynbgw.max_workers",
+							"Number of dynbgw workers that may exist at once.",
+							"Workers are numbered from 1 to this value.  "
+							"Read when the registry is created, at the first "
+							"use after server start.",
+							&dynbgw_max_workers,
+							8, 1, DYNBGW_MAX_WORKERS_LIMIT,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("dynbgw");
+}
+
+/*
+ * The main shared memory segment only has room for what was reserved at
+ * server start, plus a little slack.  The slack is enough for this anchor,
+ * which just says where the registry's own segment is.
+ */
+typedef struct DynbgwAnchor
+{
+	dsm_handle	registry_handle;
+} DynbgwAnchor;
+
+static Size
+dynbgw_registry_size(int capacity)
+{
+	return add_size(offsetof(DynbgwRegistry, slots),
+					mul_size(capacity, sizeof(DynbgwSlot)));
+}
+
+static void
+dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
+{
+	memset(reg, 0, dynbgw_registry_size(capacity));
+	reg->tranche_id = LWLockNewTrancheId();
+	LWLockInitialize(&reg->lock, reg->tranche_id);
+	reg->capacity = capacity;
+	for (int i = 0; i < capacity; i++)
+		ConditionVariableInit(&reg->slots[i].gone_cv);
+}
+
+/*
+ * Find the registry, creating it if this is the first process since the
+ * server (re)started to need it.  A crash-restart reinitializes the main
+ * segment and destroys every dynamic one, so the registry never outlives the
+ * workers it describes.
+ */
+DynbgwRegistry *
+dynbgw_registry(void)
+{
+	DynbgwAnchor *anchor;
+	dsm_segment *seg;
+	bool		found;
+
+	if (dynbgw_reg != NULL)
+		return dynbgw_reg;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	anchor = ShmemInitStruct("dynbgw", sizeof(DynbgwAnchor), &found);
+	if (!found)
+		anchor->registry_handle = DSM_HANDLE_INVALID;
+
+	if (anchor->registry_handle == DSM_HANDLE_INVALID)
+	{
+		seg = dsm_create(dynbgw_registry_size(dynbgw_max_workers), 0);
+		dynbgw_registry_init(dsm_segment_address(seg), dynbgw_max_workers);
+		dsm_pin_segment(seg);
+		anchor->registry_handle = dsm_segment_handle(seg);
+	}
+	else
+	{
+		seg = dsm_attach(anchor->registry_handle);
+		if (seg == NULL)
+			elog(ERROR, "could not map the dynbgw registry");
+	}
+	dsm_pin_mapping(seg);
+	LWLockRelease(AddinShmemInitLock);
+
+	dynbgw_reg = dsm_segment_address(seg);
+	LWLockRegisterTranche(dynbgw_reg->tranche_id, "dynbgw");
+	return dynbgw_reg;
+}
+
+const char *
+dynbgw_state_name(DynbgwState state)
+{
+	switch (state)
+	{
+		case DYNBGW_STARTING:
+			return "starting";
+		case DYNBGW_IDLE:
+			return "idle";
+		case DYNBGW_RUNNING:
+			return "running";
+		case DYNBGW_STOPPING:
+			return "stopping";
+		case DYNBGW_FREE:
+		case DYNBGW_EXITED:
+			break;
+	}
+	return NULL;
+}
+
+/* ---- argument checks ---- */
+
+static void
+dynbgw_require(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+/*
+ * A worker number argument.  Numbers beyond the pool are a lack of
+ * resources when launching, and plain bad input when looking one up.
+ */
+static int
+dynbgw_number_arg(FunctionCallInfo fcinfo, int argno, bool launching)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	int			n;
+
+	dynbgw_require(fcinfo, argno, "worker number");
+	n = PG_GETARG_INT32(argno);
+	if (n > reg->capacity && launching)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("dynbgw worker number %d exceeds the pool size of %d",
+						n, reg->capacity),
+				 errhint("Raise \"dynbgw.max_workers\" and restart the server.")));
+	if (n < 1 || n > reg->capacity)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dynbgw worker number %d is out of range", n),
+				 errdetail("Worker numbers go from 1 to %d (\"dynbgw.max_workers\").",
+						   reg->capacity)));
+	return n;
+}
+
+/* An interval argument in microseconds, between 0 and a year. */
+static int64
+dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	Interval   *iv;
+	int64		days;
+	int64		us;
+
+	dynbgw_require(fcinfo, argno, name);
+	iv = PG_GETARG_INTERVAL_P(argno);
+	days = (int64) iv->month * DAYS_PER_MONTH + iv->day;
+	if (days > DYNBGW_MAX_INTERVAL_US / USECS_PER_DAY + 1 ||
+		days < -(DYNBGW_MAX_INTERVAL_US / USECS_PER_DAY + 1) ||
+		pg_add_s64_overflow(days * USECS_PER_DAY, iv->time, &us) ||
+		us < 0 || us > DYNBGW_MAX_INTERVAL_US)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between 0 and 366 days", name)));
+	return us;
+}
+
+/*
+ * The database a worker connects to: the one named, or the current one.
+ * Checking CONNECT here gives a clear error before any process starts; the
+ * worker is held to the same rules when it connects.
+ */
+static Oid
+dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null)
+{
+	Oid			dboid;
+	AclResult	aclresult;
+
+	if (PG_ARGISNULL(argno))
+		dboid = if_null;
+	else
+		dboid = get_database_oid(NameStr(*PG_GETARG_NAME(argno)), false);
+	if (!OidIsValid(dboid))
+		return dboid;
+
+	aclresult = pg_database_aclcheck(dboid, GetUserId(), ACL_CONNECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_DATABASE, get_database_name(dboid));
+	return dboid;
+}
+
+/*
+ * Reject a command that cannot run, before a worker exists for it: one that
+ * does not parse, is empty, is too long, or controls the transaction that
+ * the worker opens for each run.
+ */
+static void
+dynbgw_command_error_callback(void *arg)
+{
+	int			pos = geterrposition();
+
+	/* Point into the command, not into the query that passed it. */
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery((const char *) arg);
+	}
+	errcontext("dynbgw command");
+}
+
+static void
+dynbgw_check_command(const char *command)
+{
+	ErrorContextCallback errcallback;
+	List	   *stmts;
+	ListCell   *lc;
+
+	if (strlen(command) >= DYNBGW_MAX_COMMAND)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("command is too long"),
+				 errdetail("A command may have at most %d bytes.",
+						   DYNBGW_MAX_COMMAND - 1),
+				 errhint("Put the work in a procedure and CALL it.")));
+
+	errcallback.callback = dynbgw_command_error_callback;
+	errcallback.arg = unconstify(char *, command);
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	stmts = raw_parser(command, RAW_PARSE_DEFAULT);
+	error_context_stack = errcallback.previous;
+
+	if (stmts == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("command must not be empty")));
+	foreach(lc, stmts)
+	{
+		RawStmt    *raw = lfirst_node(RawStmt, lc);
+
+		if (IsA(raw->stmt, TransactionStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+					 errmsg("command must not contain transaction control statements"),
+					 errdetail("Each run of the command is a transaction of its own."),
+					 errhint("To commit inside a run, CALL a procedure that does.")));
+	}
+}
+
+/* ---- launching ---- */
+
+/*
+ * Free or stop what a failed launch left behind.  Runs on error and on
+ * process exit while the launcher waits, so neither a slot nor a worker
+ * outlives a launch that did not return a PID.
+ */
+static void
+dynbgw_abandon_launch(int code, Datum arg)
+{
+	DynbgwLaunch *launch = (DynbgwLaunch *) DatumGetPointer(arg);
+	DynbgwSlot *slot = &dynbgw_reg->slots[launch->n - 1];
+
+	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+	if (slot->generation == launch->generation)
+	{
+		slot->launcher_latch = NULL;
+		if (slot->state == DYNBGW_EXITED ||
+			(slot->state == DYNBGW_STARTING && slot->pid == 0))
+			slot->state = DYNBGW_FREE;
+		else if (slot->state != DYNBGW_FREE)
+		{
+			/* The worker has claimed the slot; it frees it as it exits. */
+			slot->stop_requested = true;
+			slot->state = DYNBGW_STOPPING;
+		}
+	}
+	LWLockRelease(&dynbgw_reg->lock);
+
+	/* Keeps the postmaster from starting it, or stops it if it runs. */
+	if (launch->handle != NULL)
+		TerminateBackgroundWorker(launch->handle);
+}
+
+static void
+dynbgw_register(DynbgwLaunch *launch)
+{
+	BackgroundWorker worker;
+	DynbgwWorkerArgs args;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dynbgw_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw worker %d", launch->n);
+	strlcpy(worker.bgw_type, "dynbgw", BGW_MAXLEN);
+	worker.bgw_main_arg = Int32GetDatum(launch->n);
+	worker.bgw_notify_pid = MyProcPid;
+	args.n = launch->n;
+	args.generation = launch->generation;
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &launch->handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not register dynbgw worker %d", launch->n),
+				 errdetail("All background worker slots are in use."),
+				 errhint("Stop a worker, or raise \"max_worker_processes\" and restart the server.")));
+}
+
+/*
+ * Wait until the worker is connected and ready, and return its PID.  The
+ * worker sets our latch when it is ready or exits, and so does the
+ * postmaster when the process stops, also one that never ran our code.
+ */
+static int
+dynbgw_wait_until_ready(DynbgwLaunch *launch)
+{
+	DynbgwSlot *slot = &dynbgw_reg->slots[launch->n - 1];
+
+	for (;;)
+	{
+		BgwHandleStatus status;
+		pid_t		bgpid;
+		int			ready_pid;
+		int			error_code;
+		char		error[DYNBGW_MAX_ERROR];
+
+		/* Ask first: once it reports the process stopped, the slot is final. */
+		status = GetBackgroundWorkerPid(launch->handle, &bgpid);
+
+		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+		Assert(slot->generation == launch->generation);
+		ready_pid = slot->ready_pid;
+		if (ready_pid != 0 && slot->state != DYNBGW_EXITED)
+		{
+			slot->launcher_latch = NULL;
+			LWLockRelease(&dynbgw_reg->lock);
+			return ready_pid;
+		}
+		if (slot->state == DYNBGW_EXITED || status == BGWH_STOPPED)
+		{
+			error_code = slot->error_code;
+			strlcpy(error, slot->last_error, sizeof(error));
+			slot->state = DYNBGW_FREE;
+			slot->pid = 0;
+			slot->launcher_latch = NULL;
+			LWLockRelease(&dynbgw_reg->lock);
+			ConditionVariableBroadcast(&slot->gone_cv);
+
+			/* A worker that was ready and is already done did start. */
+			if (ready_pid != 0)
+				return ready_pid;
+			if (error[0] != '\0')
+				ereport(ERROR,
+						(errcode(error_code),
+						 errmsg("dynbgw worker %d failed to start", launch->n),
+						 errdetail_internal("%s", error)));
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("dynbgw worker %d exited before it was ready",
+							launch->n),
+					 errhint("The server log may say why.")));
+		}
+		LWLockRelease(&dynbgw_reg->lock);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Reserve worker number n for the definition, start the worker and return
+ * its PID once it is ready.  On any error nothing stays behind.
+ */
+static int
+dynbgw_start(int n, const DynbgwDefinition *def)
+{
+	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
+	DynbgwLaunch launch;
+	int			pid;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot launch dynbgw workers during recovery"),
+				 errhint("Launch workers on the primary.")));
+
+	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+	if (slot->state != DYNBGW_FREE)
+	{
+		int			running_pid = slot->pid;
+
+		LWLockRelease(&dynbgw_reg->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("dynbgw worker %d is already running", n),
+				 running_pid != 0 ?
+				 errdetail("Its PID is %d.", running_pid) :
+				 errdetail("It is starting."),
+				 errhint("Stop it with dynbgw_stop() first, or choose another number.")));
+	}
+	slot->generation = ++dynbgw_reg->last_generation;
+	slot->def = *def;
+	slot->launched_at = GetCurrentTimestamp();
+	slot->launched_by_pid = MyProcPid;
+	slot->state = DYNBGW_STARTING;
+	slot->pid = 0;
+	slot->ready_pid = 0;
+	slot->stop_requested = false;
+	slot->launcher_latch = MyLatch;
+	slot->runs = 0;
+	slot->failures = 0;
+	slot->error_code = 0;
+	slot->last_error[0] = '\0';
+	launch.n = n;
+	launch.generation = slot->generation;
+	launch.handle = NULL;
+	LWLockRelease(&dynbgw_reg->lock);
+
+	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
+	{
+		dynbgw_register(&launch);
+		pid = dynbgw_wait_until_ready(&launch);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
+
+	return pid;
+}
+
+/*
+ * dynbgw_launch(n, command, naptime, database) returns integer
+ *
+ * Start dynbgw's own worker number n, running command every naptime in
+ * database as the current user; without a command it only counts naps.
+ */
+Datum
+dynbgw_launch(PG_FUNCTION_ARGS)
+{
+	int			n = dynbgw_number_arg(fcinfo, 0, true);
+	DynbgwDefinition *def = palloc0(sizeof(DynbgwDefinition));
+
+	def->kind = DYNBGW_KIND_SQL;
+	def->roleoid = GetUserId();
+	def->naptime_us = dynbgw_interval_arg(fcinfo, 2, "naptime");
+	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId);
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *command = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		dynbgw_check_command(command);
+		strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
+	}
+
+	PG_RETURN_INT32(dynbgw_start(n, def));
+}
+
+/*
+ * dynbgw_launch_function(n, library, function, arg, database) returns integer
+ *
+ * Start a library's background worker entry point as worker number n.  It
+ * loads arbitrary code into a server process, hence superuser only.  With a
+ * database the worker is connected to it before the entry point is called.
+ */
+Datum
+dynbgw_launch_function(PG_FUNCTION_ARGS)
+{
+	int			n;
+	DynbgwDefinition *def;
+	char	   *library;
+	char	   *function;
+	void	   *libhandle;
+	char	   *finfo_name;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to launch a library's worker entry point"),
+				 errdetail("Only superusers may load code into a background worker.")));
+
+	n = dynbgw_number_arg(fcinfo, 0, true);
+	dynbgw_require(fcinfo, 1, "library");
+	dynbgw_require(fcinfo, 2, "function");
+	dynbgw_require(fcinfo, 3, "arg");
+	library = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	function = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	if (strlen(library) >= MAXPGPATH || strlen(function) >= BGW_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("library or function name is too long"),
+				 errdetail("Library names may have up to %d bytes, function names up to %d.",
+						   MAXPGPATH - 1, BGW_MAXLEN - 1)));
+
+	/* Fails with the usual errors for a missing library or function. */
+	(void) load_external_function(library, function, true, &libhandle);
+	finfo_name = psprintf("pg_finfo_%s", function);
+	if (lookup_external_function(libhandle, finfo_name) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("function \"%s\" in library \"%s\" is SQL-callable, not a background worker entry point",
+						function, library),
+				 errhint("An entry point is declared as \"void %s(Datum main_arg)\".",
+						 function)));
+
+	def = palloc0(sizeof(DynbgwDefinition));
+	def->kind = DYNBGW_KIND_FUNCTION;
+	def->roleoid = GetUserId();
+	def->arg = PG_GETARG_INT64(3);
+	def->dboid = dynbgw_database_arg(fcinfo, 4, InvalidOid);
+	strlcpy(def->library, library, MAXPGPATH);
+	strlcpy(def->function, function, BGW_MAXLEN);
+
+	PG_RETURN_INT32(dynbgw_start(n, def));
+}
+
+/* ---- finding ---- */
+
+/*
+ * dynbgw_pid(n) returns integer
+ *
+ * The PID of worker n, or NULL if it has no process.
+ */
+Datum
+dynbgw_pid(PG_FUNCTION_ARGS)
+{
+	int			n = dynbgw_number_arg(fcinfo, 0, false);
+	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
+	int			pid;
+
+	LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+	pid = slot->pid;
+	LWLockRelease(&dynbgw_reg->lock);
+
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
+}
+
+/* ---- stopping ---- */
+
+/*
+ * The same rules as pg_terminate_backend: superuser workers only by
+ * superusers, others by members of their role or of pg_signal_backend.
+ */
+static void
+dynbgw_check_may_stop(int n, Oid roleoid)
+{
+	if (superuser())
+		return;
+	if (superuser_arg(roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to stop dynbgw worker %d", n),
+				 errdetail("Only superusers may stop a worker that runs as a superuser.")));
+	if (!has_privs_of_role(GetUserId(), roleoid) &&
+		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to stop dynbgw worker %d", n),
+				 errdetail("Only roles with the privileges of the worker's role or of \"pg_signal_backend\" may stop it.")));
+}
+
+/* The slot whose worker has this PID, or -1.  Caller holds the lock. */
+static int
+dynbgw_find_pid(int pid)
+{
+	for (int i = 0; i < dynbgw_reg->capacity; i++)
+	{
+		if (dynbgw_reg->slots[i].pid == pid)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * dynbgw_stop(pid, timeout) returns boolean
+ *
+ * Stop the dynbgw worker with this PID and wait until its process is gone.
+ * False, with a notice, when no such worker runs.
+ */
+Datum
+dynbgw_stop(PG_FUNCTION_ARGS)
+{
+	int			pid;
+	int64		timeout_us = dynbgw_interval_arg(fcinfo, 1, "timeout");
+	TimestampTz deadline;
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwSlot *slot;
+	int			i;
+	uint64		generation;
+	Oid			roleoid;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	pid = PG_GETARG_INT32(0);
+	if (pid <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("PID %d is not a valid process ID", pid)));
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   timeout_us / 1000);
+
+	LWLockAcquire(&reg->lock, LW_SHARED);
+	i = dynbgw_find_pid(pid);
+	if (i >= 0)
+	{
+		generation = reg->slots[i].generation;
+		roleoid = reg->slots[i].def.roleoid;
+	}
+	LWLockRelease(&reg->lock);
+
+	if (i < 0)
+	{
+		/* Never signal a server process that is not ours. */
+		if (pid == PostmasterPid || BackendPidGetProc(pid) != NULL ||
+			AuxiliaryPidGetProc(pid) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("PID %d is not a dynbgw worker", pid),
+					 errhint("dynbgw_stop() only stops workers listed in dynbgw_workers.")));
+		ereport(NOTICE,
+				(errmsg("no dynbgw worker with PID %d is running", pid)));
+		PG_RETURN_BOOL(false);
+	}
+
+	/* Catalog lookups happen without the lock held. */
+	dynbgw_check_may_stop(i + 1, roleoid);
+
+	/*
+	 * Signal only while holding the lock and after checking that the slot
+	 * still names this PID: the worker cannot leave the registry meanwhile,
+	 * so its PID cannot have been reused.
+	 */
+	slot = &reg->slots[i];
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (slot->generation == generation && slot->pid == pid)
+	{
+		slot->stop_requested = true;
+		slot->state = DYNBGW_STOPPING;
+		if (kill(pid, SIGTERM) != 0)
+			elog(WARNING, "could not send signal to process %d: %m", pid);
+	}
+	LWLockRelease(&reg->lock);
+
+	/* The worker broadcasts gone_cv after it left ProcArray and the slot. */
+	ConditionVariablePrepareToSleep(&slot->gone_cv);
+	for (;;)
+	{
+		bool		gone;
+		long		remaining_ms;
+
+		LWLockAcquire(&reg->lock, LW_SHARED);
+		gone = slot->generation != generation || slot->pid != pid;
+		LWLockRelease(&reg->lock);
+		if (gone)
+			break;
+
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													   deadline);
+		if (remaining_ms <= 0 ||
+			ConditionVariableTimedSleep(&slot->gone_cv, remaining_ms,
+										PG_WAIT_EXTENSION))
+		{
+			ConditionVariableCancelSleep();
+			ereport(WARNING,
+					(errmsg("dynbgw worker %d with PID %d did not stop within the timeout",
+							i + 1, pid)));
+			PG_RETURN_BOOL(false);
+		}
+	}
+	ConditionVariableCancelSleep();
+
+	/*
+	 * Only process exit and the postmaster's reaping remain, which frees the
+	 * background worker slot for the next launch; that takes microseconds.
+	 */
+	while (kill(pid, 0) == 0)
+	{
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			ereport(WARNING,
+					(errmsg("dynbgw worker %d with PID %d did not stop within the timeout",
+							i + 1, pid)));
+			PG_RETURN_BOOL(false);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* ---- listing ---- */
+
+#define DYNBGW_WORKERS_COLS 13
+
+static Datum
+dynbgw_name_datum(const char *str)
+{
+	Name		name;
+
+	if (str == NULL)
+		return (Datum) 0;
+	name = palloc0(NAMEDATALEN);
+	namestrcpy(name, str);
+	return NameGetDatum(name);
+}
+
+/*
+ * dynbgw_workers() returns setof record
+ *
+ * One row per worker that exists.  Like pg_stat_activity, the command and
+ * last error of other roles' workers are shown only to roles with
+ * pg_read_all_stats.
+ */
+Datum
+dynbgw_workers(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwSlot *copy = palloc(sizeof(DynbgwSlot));
+	bool		read_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (int i = 0; i < reg->capacity; i++)
+	{
+		DynbgwSlot *slot = &reg->slots[i];
+		Datum		values[DYNBGW_WORKERS_COLS];
+		bool		nulls[DYNBGW_WORKERS_COLS];
+		const char *state;
+		char	   *dbname;
+		char	   *rolename;
+		Interval   *naptime;
+
+		/* Copy under the lock, look names up after releasing it. */
+		LWLockAcquire(&reg->lock, LW_SHARED);
+		state = dynbgw_state_name(slot->state);
+		if (state != NULL)
+			memcpy(copy, slot, offsetof(DynbgwSlot, gone_cv));
+		LWLockRelease(&reg->lock);
+		if (state == NULL)
+			continue;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = Int32GetDatum(copy->pid);
+		nulls[1] = (copy->pid == 0);
+		values[2] = CStringGetTextDatum(copy->def.kind == DYNBGW_KIND_SQL ?
+										"sql" : "function");
+		values[3] = CStringGetTextDatum(state);
+		dbname = OidIsValid(copy->def.dboid) ?
+			get_database_name(copy->def.dboid) : NULL;
+		values[4] = dynbgw_name_datum(dbname);
+		nulls[4] = (dbname == NULL);
+		rolename = GetUserNameFromId(copy->def.roleoid, true);
+		values[5] = dynbgw_name_datum(rolename);
+		nulls[5] = (rolename == NULL);
+		if (!read_all && !has_privs_of_role(GetUserId(), copy->def.roleoid))
+		{
+			values[6] = CStringGetTextDatum("<insufficient privilege>");
+			values[10] = CStringGetTextDatum("<insufficient privilege>");
+		}
+		else
+		{
+			if (copy->def.kind == DYNBGW_KIND_FUNCTION)
+				values[6] = CStringGetTextDatum(psprintf("%s.%s",
+														 copy->def.library,
+														 copy->def.function));
+			else if (copy->def.command[0] != '\0')
+				values[6] = CStringGetTextDatum(copy->def.command);
+			else
+				nulls[6] = true;
+			values[10] = CStringGetTextDatum(copy->last_error);
+			nulls[10] = (copy->last_error[0] == '\0');
+		}
+		naptime = palloc0(sizeof(Interval));
+		naptime->time = copy->def.naptime_us;
+		values[7] = IntervalPGetDatum(naptime);
+		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
+		values[8] = Int64GetDatum(copy->runs);
+		values[9] = Int64GetDatum(copy->failures);
+		values[11] = TimestampTzGetDatum(copy->launched_at);
+		values[12] = Int32GetDatum(copy->launched_by_pid);
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

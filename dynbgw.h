@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw.h
+ *		The worker registry that the SQL functions (dynbgw.c) and the worker
+ *		processes (dynbgw_worker.c) share.
+ *
+ * The registry is an array of slots, one per worker number n, in a dynamic
+ * shared memory segment that any backend can find without the library
+ * being preloaded (see dynbgw_registry() and docs/design.md).  A slot is
+ * guarded by the registry's LWLock; its fixed part (the definition) is
+ * written by the launcher before the worker exists and never changes
+ * afterwards, so a worker may copy it without the lock once it has claimed
+ * the slot.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DYNBGW_H
+#define DYNBGW_H
+
+#include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+/* Longest SQL command a worker runs, in bytes, terminator included. */
+#define DYNBGW_MAX_COMMAND		8192
+
+/* How much of an error message the registry keeps. */
+#define DYNBGW_MAX_ERROR		512
+
+/* Upper bound of dynbgw.max_workers. */
+#define DYNBGW_MAX_WORKERS_LIMIT	1024
+
+typedef enum DynbgwState
+{
+	DYNBGW_FREE = 0,			/* no worker has this number */
+	DYNBGW_STARTING,			/* launched, not yet connected and ready */
+	DYNBGW_IDLE,				/* ready, waiting for its next run */
+	DYNBGW_RUNNING,				/* running its command or entry point */
+	DYNBGW_STOPPING,			/* asked to stop, not yet gone */
+	DYNBGW_EXITED				/* gone while its launcher still waited; the
+								 * launcher reads the outcome and frees it */
+} DynbgwState;
+
+typedef enum DynbgwKind
+{
+	DYNBGW_KIND_SQL,			/* dynbgw's own worker running a command */
+	DYNBGW_KIND_FUNCTION		/* a library's entry point */
+} DynbgwKind;
+
+/* What a worker is: given at launch, never changed afterwards. */
+typedef struct DynbgwDefinition
+{
+	DynbgwKind	kind;
+	Oid			dboid;			/* InvalidOid: not connected to a database */
+	Oid			roleoid;
+	int64		naptime_us;
+	int64		arg;			/* function kind: the entry point's argument */
+	char		library[MAXPGPATH];
+	char		function[BGW_MAXLEN];
+	char		command[DYNBGW_MAX_COMMAND];	/* empty: an idle worker */
+} DynbgwDefinition;
+
+typedef struct DynbgwSlot
+{
+	/* Written by the launcher while the slot is free. */
+	uint64		generation;		/* identifies one launch of this number */
+	DynbgwDefinition def;
+	TimestampTz launched_at;
+	int			launched_by_pid;
+
+	/* Changed by the launcher, the worker and stoppers. */
+	DynbgwState state;
+	int			pid;			/* 0 until the worker claims the slot and
+								 * again once it is gone */
+	int			ready_pid;		/* the worker's PID once it was ready */
+	int			last_pid;		/* the PID of the last worker that left */
+	bool		stop_requested;
+	Latch	   *launcher_latch; /* set on the worker's progress; NULL once
+								 * the launcher no longer waits */
+	int64		runs;
+	int64		failures;
+	int			error_code;		/* SQLSTATE of last_error */
+	char		last_error[DYNBGW_MAX_ERROR];
+
+	/* Broadcast whenever pid is reset, that is when a worker is gone. */
+	ConditionVariable gone_cv;
+} DynbgwSlot;
+
+typedef struct DynbgwRegistry
+{
+	LWLock		lock;
+	int			tranche_id;
+	int			capacity;		/* dynbgw.max_workers when it was created */
+	uint64		last_generation;
+	DynbgwSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} DynbgwRegistry;
+
+/* What the launcher passes to a worker in bgw_extra. */
+typedef struct DynbgwWorkerArgs
+{
+	int			n;
+	uint64		generation;
+} DynbgwWorkerArgs;
+
+extern int	dynbgw_max_workers;
+
+extern DynbgwRegistry *dynbgw_registry(void);
+extern const char *dynbgw_state_name(DynbgwState state);
+
+extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
+
+#endif							/* DYNBGW_H */

@@ -1,0 +1,450 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_worker.c
+ *		The life of a dynbgw worker process.
+ *
+ * A worker claims its slot in the registry, connects to its database as
+ * its role, tells its launcher that it is ready, and then either runs its
+ * SQL command on a fixed-rate schedule or calls a library's entry point.
+ * SIGTERM means "stop": a run in progress is cancelled and rolled back and
+ * the process exits with status 0, so the postmaster never restarts it.
+ * Whatever way it exits, it leaves the registry on its way out.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+/* process, signal and latch machinery */
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+
+/* running the command */
+#include "access/xact.h"
+#include "pgstat.h"
+#include "parser/analyze.h"
+#include "tcop/pquery.h"
+#include "tcop/utility.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "dynbgw.h"
+
+PGDLLEXPORT void dynbgw_sleep_main(Datum main_arg);
+
+/* This worker's slot in the registry, once claimed. */
+static DynbgwSlot *my_slot = NULL;
+static uint64 my_generation;
+static int	my_number;
+
+static volatile sig_atomic_t stop_requested = false;
+
+/* The last error this process reported, for a launcher still waiting. */
+static int	last_error_code;
+static char last_error[DYNBGW_MAX_ERROR];
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+dynbgw_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	stop_requested = true;
+	/* Cancel a run in progress, so that the loop sees the request at once. */
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+dynbgw_remember_error(ErrorData *edata)
+{
+	if (edata->elevel >= ERROR && edata->message != NULL)
+	{
+		last_error_code = edata->sqlerrcode;
+		strlcpy(last_error, edata->message, sizeof(last_error));
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/*
+ * Leave the registry.  A before_shmem_exit callback, because the registry's
+ * segment is unmapped before on_shmem_exit callbacks run; the stopper waits
+ * for the rest of the exit by watching the PID.
+ */
+static void
+dynbgw_worker_exit(int code, Datum arg)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	Latch	   *launcher_latch = NULL;
+
+	if (my_slot == NULL)
+		return;
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
+	{
+		if (my_slot->ready_pid == 0 && last_error[0] != '\0')
+		{
+			my_slot->error_code = last_error_code;
+			strlcpy(my_slot->last_error, last_error, DYNBGW_MAX_ERROR);
+		}
+		my_slot->pid = 0;
+		my_slot->last_pid = MyProcPid;
+		launcher_latch = my_slot->launcher_latch;
+		my_slot->state = launcher_latch ? DYNBGW_EXITED : DYNBGW_FREE;
+	}
+	LWLockRelease(&reg->lock);
+
+	ConditionVariableBroadcast(&my_slot->gone_cv);
+	if (launcher_latch)
+		SetLatch(launcher_latch);
+}
+
+/*
+ * Take the slot the launcher reserved for us and copy our definition.
+ * NULL if the launch was abandoned or stopped before we got here.
+ */
+static DynbgwDefinition *
+dynbgw_claim(const DynbgwWorkerArgs *args)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwSlot *slot;
+	DynbgwDefinition *def = NULL;
+
+	if (args->n < 1 || args->n > reg->capacity)
+		return NULL;
+	slot = &reg->slots[args->n - 1];
+
+	before_shmem_exit(dynbgw_worker_exit, (Datum) 0);
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (slot->generation == args->generation &&
+		slot->state == DYNBGW_STARTING &&
+		slot->pid == 0 && !slot->stop_requested)
+	{
+		slot->pid = MyProcPid;
+		my_slot = slot;
+		my_generation = args->generation;
+		my_number = args->n;
+		def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
+		memcpy(def, &slot->def, sizeof(DynbgwDefinition));
+	}
+	LWLockRelease(&reg->lock);
+	return def;
+}
+
+/* Tell the launcher we are ready, unless we were told to stop already. */
+static void
+dynbgw_report_ready(DynbgwState state)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	Latch	   *launcher_latch;
+	bool		stop;
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	stop = my_slot->stop_requested;
+	if (!stop)
+	{
+		my_slot->state = state;
+		my_slot->ready_pid = MyProcPid;
+	}
+	launcher_latch = my_slot->launcher_latch;
+	LWLockRelease(&reg->lock);
+
+	if (launcher_latch)
+		SetLatch(launcher_latch);
+	if (stop)
+		proc_exit(0);
+}
+
+/* Record the start or the end of a run in the registry. */
+static void
+dynbgw_report_run(bool starting, ErrorData *edata)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (!my_slot->stop_requested)
+		my_slot->state = starting ? DYNBGW_RUNNING : DYNBGW_IDLE;
+	if (!starting)
+	{
+		my_slot->runs++;
+		if (edata != NULL)
+		{
+			my_slot->failures++;
+			my_slot->error_code = edata->sqlerrcode;
+			strlcpy(my_slot->last_error, edata->message, DYNBGW_MAX_ERROR);
+		}
+	}
+	LWLockRelease(&reg->lock);
+}
+
+/*
+ * Run the command once, in a transaction of its own, the way a simple query
+ * from a client runs: each statement through a portal, so that a CALLed
+ * procedure may commit and utility statements such as VACUUM work alone.
+ * Results are discarded.
+ */
+static void
+dynbgw_run_command(const char *command)
+{
+	MemoryContext run_context = CurrentMemoryContext;
+	List	   *parsetrees;
+	ListCell   *lc;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	/* Parse trees must outlive a commit inside the run. */
+	MemoryContextSwitchTo(run_context);
+	pgstat_report_activity(STATE_RUNNING, command);
+	if (StatementTimeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+
+	parsetrees = pg_parse_query(command);
+	foreach(lc, parsetrees)
+	{
+		RawStmt    *parsetree = lfirst_node(RawStmt, lc);
+		bool		snapshot_set = false;
+		List	   *querytrees;
+		List	   *plantrees;
+		Portal		portal;
+		DestReceiver *receiver;
+		QueryCompletion qc;
+
+		if (analyze_requires_snapshot(parsetree))
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			snapshot_set = true;
+		}
+		querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, command,
+														NULL, 0, NULL);
+		plantrees = pg_plan_queries(querytrees, command,
+									CURSOR_OPT_PARALLEL_OK, NULL);
+		if (snapshot_set)
+			PopActiveSnapshot();
+
+		portal = CreatePortal("", true, true);
+		portal->visible = false;
+		PortalDefineQuery(portal, NULL, command,
+						  CreateCommandTag(parsetree->stmt), plantrees, NULL);
+		PortalStart(portal, NULL, 0, InvalidSnapshot);
+		receiver = CreateDestReceiver(DestNone);
+		(void) PortalRun(portal, FETCH_ALL,
+						 list_length(parsetrees) == 1, true,
+						 receiver, receiver, &qc);
+		receiver->rDestroy(receiver);
+		PortalDrop(portal, false);
+		CommandCounterIncrement();
+	}
+
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* One run: the command if there is one, else just a counted wake-up. */
+static void
+dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
+	ErrorData  *edata = NULL;
+
+	dynbgw_report_run(true, NULL);
+	if (def->command[0] != '\0')
+	{
+		PG_TRY();
+		{
+			dynbgw_run_command(def->command);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(run_context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+	}
+
+	if (edata != NULL && !stop_requested)
+		ereport(LOG,
+				(errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
+						my_number, unpack_sql_state(edata->sqlerrcode)),
+				 errdetail_internal("%s", edata->message)));
+	dynbgw_report_run(false, edata);
+
+	MemoryContextSwitchTo(oldcontext);
+	MemoryContextReset(run_context);
+}
+
+/*
+ * Sleep until the given time or a stop request.  The latch wait sleeps in
+ * whole milliseconds; the last fraction is slept out so that runs start on
+ * time.
+ */
+static void
+dynbgw_sleep_until(TimestampTz wake_at)
+{
+	for (;;)
+	{
+		int64		remaining_us;
+
+		if (stop_requested)
+			return;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		remaining_us = wake_at - GetCurrentTimestamp();
+		if (remaining_us <= 0)
+			return;
+		if (remaining_us < 1000)
+			pg_usleep(remaining_us);
+		else
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(remaining_us / 1000, 3600 * 1000L),
+							 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+
+		/* Between runs a cancel has nothing to cancel. */
+		QueryCancelPending = false;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Run k is due at start + k * naptime: a fixed rate that does not drift.  A
+ * run that overran its slot is followed at once by one more, and the starts
+ * it missed are skipped.
+ */
+static void
+dynbgw_sql_loop(const DynbgwDefinition *def)
+{
+	MemoryContext run_context;
+	TimestampTz start = GetCurrentTimestamp();
+	int64		k = def->command[0] != '\0' ? 0 : 1;
+
+	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
+										ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		int64		behind;
+
+		dynbgw_sleep_until(start + k * def->naptime_us);
+		if (stop_requested)
+			break;
+
+		dynbgw_run(def, run_context);
+		if (stop_requested)
+			break;
+
+		k++;
+		if (def->naptime_us > 0)
+		{
+			behind = (GetCurrentTimestamp() - start) / def->naptime_us;
+			k = Max(k, behind);
+		}
+	}
+	ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
+}
+
+static void
+dynbgw_call_entry_point(const DynbgwDefinition *def)
+{
+	bgworker_main_type entry;
+
+	entry = (bgworker_main_type)
+		load_external_function(def->library, def->function, true, NULL);
+	/* The entry point sees its argument where it would if registered. */
+	MyBgworkerEntry->bgw_main_arg = Int64GetDatum(def->arg);
+	dynbgw_report_ready(DYNBGW_RUNNING);
+	entry(Int64GetDatum(def->arg));
+}
+
+void
+dynbgw_worker_main(Datum main_arg)
+{
+	DynbgwWorkerArgs args;
+	DynbgwDefinition *def;
+	char		name[BGW_MAXLEN];
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, dynbgw_sigterm);
+	BackgroundWorkerUnblockSignals();
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = dynbgw_remember_error;
+
+	def = dynbgw_claim(&args);
+	if (def == NULL)
+		proc_exit(0);
+
+	if (def->kind == DYNBGW_KIND_FUNCTION)
+	{
+		/* Foreign code expects the usual bgworker SIGTERM behaviour. */
+		pqsignal(SIGTERM, die);
+		if (stop_requested)
+			proc_exit(0);
+	}
+
+	if (OidIsValid(def->dboid))
+		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid, 0);
+	snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
+	SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
+
+	if (def->kind == DYNBGW_KIND_FUNCTION)
+	{
+		dynbgw_call_entry_point(def);
+		return;
+	}
+
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dynbgw_report_ready(DYNBGW_IDLE);
+	dynbgw_sql_loop(def);
+}
+
+/*
+ * A minimal entry point for dynbgw_launch_function(): it waits on its latch
+ * until terminated, or for main_arg milliseconds if that is positive.  Used
+ * by the tests and to measure the cost of a bare worker.
+ */
+void
+dynbgw_sleep_main(Datum main_arg)
+{
+	int64		timeout_ms = DatumGetInt64(main_arg);
+	TimestampTz until = GetCurrentTimestamp() + timeout_ms * 1000;
+
+	for (;;)
+	{
+		long		wait_ms = 3600 * 1000L;
+
+		if (timeout_ms > 0)
+		{
+			wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+			if (wait_ms <= 0)
+				break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
