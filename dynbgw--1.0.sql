@@ -6,13 +6,18 @@
 CREATE FUNCTION dynbgw_launch(n integer,
                               command text DEFAULT NULL,
                               naptime interval DEFAULT '10 seconds',
-                              database name DEFAULT NULL)
+                              database name DEFAULT NULL,
+                              role name DEFAULT NULL,
+                              runs bigint DEFAULT NULL,
+                              restart interval DEFAULT NULL,
+                              if_running text DEFAULT 'error',
+                              wait_for_slot interval DEFAULT '0')
 RETURNS integer
 AS 'MODULE_PATHNAME', 'dynbgw_launch'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name) IS
-'start worker n, running command every naptime as the current user; returns its PID once it is connected';
+COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) IS
+'start worker n, running command every naptime; returns its PID once it is connected';
 
 CREATE FUNCTION dynbgw_launch_function(n integer,
                                        library text,
@@ -34,14 +39,15 @@ LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION dynbgw_pid(integer) IS
 'PID of worker n, or NULL if it has no process';
 
-CREATE FUNCTION dynbgw_stop(pid integer,
-                            timeout interval DEFAULT '10 seconds')
+CREATE FUNCTION dynbgw_stop(pid integer DEFAULT NULL,
+                            timeout interval DEFAULT '10 seconds',
+                            n integer DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'dynbgw_stop'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_stop(integer, interval) IS
-'stop the dynbgw worker with this PID and wait until it is gone';
+COMMENT ON FUNCTION dynbgw_stop(integer, interval, integer) IS
+'stop the dynbgw worker with this PID, or worker number n, and wait until it is gone';
 
 CREATE FUNCTION dynbgw_workers(
     OUT n integer,
@@ -56,7 +62,13 @@ CREATE FUNCTION dynbgw_workers(
     OUT failures bigint,
     OUT last_error text,
     OUT launched_at timestamptz,
-    OUT launched_by_pid integer)
+    OUT launched_by_pid integer,
+    OUT last_started timestamptz,
+    OUT last_finished timestamptz,
+    OUT last_duration interval,
+    OUT next_run timestamptz,
+    OUT max_runs bigint,
+    OUT restart interval)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
@@ -68,7 +80,7 @@ COMMENT ON VIEW dynbgw_workers IS
 'every dynbgw worker that exists, seen alike from every session';
 
 -- Launching and stopping are for roles a superuser chooses; looking is safe.
-REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dynbgw_launch_function(integer, text, text, bigint, name) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval, integer) FROM PUBLIC;
 GRANT SELECT ON dynbgw_workers TO PUBLIC;

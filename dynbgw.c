@@ -27,6 +27,7 @@
 /* the registry and its shared memory */
 #include "miscadmin.h"
 #include "storage/dsm.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 
@@ -114,8 +115,10 @@ dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
 	reg->tranche_id = LWLockNewTrancheId();
 	LWLockInitialize(&reg->lock, reg->tranche_id);
 	reg->capacity = capacity;
+	/* Generations stay unique across crash-restarts, which keep workers. */
+	reg->last_generation = GetCurrentTimestamp();
 	for (int i = 0; i < capacity; i++)
-		ConditionVariableInit(&reg->slots[i].gone_cv);
+		ConditionVariableInit(&reg->slots[i].state_cv);
 }
 
 /*
@@ -173,11 +176,94 @@ dynbgw_state_name(DynbgwState state)
 			return "running";
 		case DYNBGW_STOPPING:
 			return "stopping";
+		case DYNBGW_RESTARTING:
+			return "restarting";
 		case DYNBGW_FREE:
 		case DYNBGW_EXITED:
 			break;
 	}
 	return NULL;
+}
+
+/*
+ * Keep a restartable worker's definition on disk, for a worker restarted
+ * after a crash-restart emptied the registry.  Written with a rename so a
+ * reader never sees half a file.
+ */
+void
+dynbgw_save_worker(int n, const DynbgwSlot *slot)
+{
+	DynbgwSavedWorker saved;
+	char		path[MAXPGPATH];
+	char		tmppath[MAXPGPATH];
+	int			fd;
+
+	memset(&saved, 0, sizeof(saved));
+	saved.magic = DYNBGW_SAVED_MAGIC;
+	saved.generation = slot->generation;
+	saved.launched_at = slot->launched_at;
+	saved.launched_by_pid = slot->launched_by_pid;
+	saved.def = slot->def;
+
+	if (MakePGDirectory(DYNBGW_SAVED_DIR) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m",
+						DYNBGW_SAVED_DIR)));
+	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
+	fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", tmppath)));
+	errno = 0;
+	if (write(fd, &saved, sizeof(saved)) != sizeof(saved))
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", tmppath)));
+	}
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", tmppath)));
+	if (rename(tmppath, path) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rename file \"%s\" to \"%s\": %m",
+						tmppath, path)));
+}
+
+/* Read worker n's saved definition; false unless it is this generation's. */
+bool
+dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
+{
+	char		path[MAXPGPATH];
+	int			fd;
+	bool		ok;
+
+	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return false;
+	ok = read(fd, saved, sizeof(*saved)) == sizeof(*saved) &&
+		saved->magic == DYNBGW_SAVED_MAGIC &&
+		saved->generation == generation;
+	CloseTransientFile(fd);
+	return ok;
+}
+
+void
+dynbgw_forget_worker(int n)
+{
+	char		path[MAXPGPATH];
+
+	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	if (unlink(path) != 0 && errno != ENOENT)
+		elog(LOG, "could not remove file \"%s\": %m", path);
 }
 
 /* ---- argument checks ---- */
@@ -241,11 +327,13 @@ dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 
 /*
  * The database a worker connects to: the one named, or the current one.
- * Checking CONNECT here gives a clear error before any process starts; the
- * worker is held to the same rules when it connects.
+ * Both the caller and the worker's role need CONNECT.  Checking here gives
+ * a clear error before any process starts; the worker is held to the same
+ * rules when it connects.
  */
 static Oid
-dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null)
+dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null,
+					Oid roleoid)
 {
 	Oid			dboid;
 	AclResult	aclresult;
@@ -258,6 +346,8 @@ dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null)
 		return dboid;
 
 	aclresult = pg_database_aclcheck(dboid, GetUserId(), ACL_CONNECT);
+	if (aclresult == ACLCHECK_OK && roleoid != GetUserId())
+		aclresult = pg_database_aclcheck(dboid, roleoid, ACL_CONNECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_DATABASE, get_database_name(dboid));
 	return dboid;
@@ -324,6 +414,68 @@ dynbgw_check_command(const char *command)
 
 /* ---- launching ---- */
 
+typedef enum DynbgwIfRunning
+{
+	DYNBGW_IF_RUNNING_ERROR,
+	DYNBGW_IF_RUNNING_SKIP,
+	DYNBGW_IF_RUNNING_REPLACE
+} DynbgwIfRunning;
+
+/* How long if_running => 'replace' waits for the old worker to go. */
+#define DYNBGW_REPLACE_TIMEOUT_MS	10000
+
+static DynbgwIfRunning
+dynbgw_if_running_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *value;
+
+	dynbgw_require(fcinfo, argno, "if_running");
+	value = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(value, "error") == 0)
+		return DYNBGW_IF_RUNNING_ERROR;
+	if (strcmp(value, "skip") == 0)
+		return DYNBGW_IF_RUNNING_SKIP;
+	if (strcmp(value, "replace") == 0)
+		return DYNBGW_IF_RUNNING_REPLACE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for if_running: \"%s\"", value),
+			 errhint("Valid values are \"error\", \"skip\" and \"replace\".")));
+	pg_unreachable();
+}
+
+/*
+ * The role a worker runs as: the current user, or one the caller may become
+ * with SET ROLE.  Never a superuser for a caller who is not one.
+ */
+static Oid
+dynbgw_role_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Oid			roleoid;
+	const char *rolename;
+
+	if (PG_ARGISNULL(argno))
+		return GetUserId();
+	rolename = NameStr(*PG_GETARG_NAME(argno));
+	roleoid = get_role_oid(rolename, false);
+	if (superuser())
+		return roleoid;
+	if (superuser_arg(roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to launch a worker as role \"%s\"",
+						rolename),
+				 errdetail("Only superusers may launch workers that run as a superuser.")));
+	if (!is_member_of_role(GetUserId(), roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to launch a worker as role \"%s\"",
+						rolename),
+				 errdetail("Only roles that may SET ROLE to \"%s\" may launch workers as it.",
+						   rolename)));
+	return roleoid;
+}
+
 /*
  * Free or stop what a failed launch left behind.  Runs on error and on
  * process exit while the launcher waits, so neither a slot nor a worker
@@ -350,14 +502,20 @@ dynbgw_abandon_launch(int code, Datum arg)
 		}
 	}
 	LWLockRelease(&dynbgw_reg->lock);
+	ConditionVariableBroadcast(&slot->state_cv);
 
 	/* Keeps the postmaster from starting it, or stops it if it runs. */
 	if (launch->handle != NULL)
 		TerminateBackgroundWorker(launch->handle);
 }
 
+/*
+ * Register the worker with the postmaster.  When all background worker
+ * slots are taken, retry until the deadline: nothing tells us when one is
+ * freed, so poll at a modest rate.
+ */
 static void
-dynbgw_register(DynbgwLaunch *launch)
+dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 {
 	BackgroundWorker worker;
 	DynbgwWorkerArgs args;
@@ -366,7 +524,7 @@ dynbgw_register(DynbgwLaunch *launch)
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	worker.bgw_restart_time = restart_s;
 	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "dynbgw_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw worker %d", launch->n);
@@ -377,12 +535,23 @@ dynbgw_register(DynbgwLaunch *launch)
 	args.generation = launch->generation;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &launch->handle))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not register dynbgw worker %d", launch->n),
-				 errdetail("All background worker slots are in use."),
-				 errhint("Stop a worker, or raise \"max_worker_processes\" and restart the server.")));
+	while (!RegisterDynamicBackgroundWorker(&worker, &launch->handle))
+	{
+		long		remaining_ms;
+
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													   deadline);
+		if (remaining_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not register dynbgw worker %d", launch->n),
+					 errdetail("All background worker slots are in use."),
+					 errhint("Stop a worker, wait for one with wait_for_slot, or raise \"max_worker_processes\" and restart the server.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining_ms, 10L), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
@@ -423,7 +592,7 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 			slot->pid = 0;
 			slot->launcher_latch = NULL;
 			LWLockRelease(&dynbgw_reg->lock);
-			ConditionVariableBroadcast(&slot->gone_cv);
+			ConditionVariableBroadcast(&slot->state_cv);
 
 			/* A worker that was ready and is already done did start. */
 			if (ready_pid != 0)
@@ -448,15 +617,137 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 	}
 }
 
+/* ---- stopping ---- */
+
+/*
+ * The same rules as pg_terminate_backend: superuser workers only by
+ * superusers, others by members of their role or of pg_signal_backend.
+ */
+static void
+dynbgw_check_may_stop(int n, Oid roleoid)
+{
+	if (superuser())
+		return;
+	if (superuser_arg(roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to stop dynbgw worker %d", n),
+				 errdetail("Only superusers may stop a worker that runs as a superuser.")));
+	if (!has_privs_of_role(GetUserId(), roleoid) &&
+		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to stop dynbgw worker %d", n),
+				 errdetail("Only roles with the privileges of the worker's role or of \"pg_signal_backend\" may stop it.")));
+}
+
+/*
+ * Wait for worker n's slot to move on from what we saw: another generation,
+ * or no process and no launch in progress.
+ */
+static bool
+dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
+				 TimestampTz deadline)
+{
+	bool		moved_on = false;
+
+	ConditionVariablePrepareToSleep(&slot->state_cv);
+	for (;;)
+	{
+		long		remaining_ms;
+
+		LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+		moved_on = slot->generation != generation ||
+			(slot->pid != pid && slot->state != DYNBGW_STARTING) ||
+			slot->state == DYNBGW_FREE;
+		LWLockRelease(&dynbgw_reg->lock);
+		if (moved_on)
+			break;
+
+		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													   deadline);
+		if (remaining_ms <= 0 ||
+			ConditionVariableTimedSleep(&slot->state_cv, remaining_ms,
+										PG_WAIT_EXTENSION))
+			break;
+	}
+	ConditionVariableCancelSleep();
+	return moved_on;
+}
+
+/*
+ * Stop the worker in slot n, if it is still the given generation, and wait
+ * until it is gone.  False if it did not go before the deadline.  A worker
+ * waiting to be restarted is simply forgotten: when the postmaster starts
+ * it, it finds its slot taken back and exits.
+ */
+static bool
+dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
+{
+	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
+	int			pid;
+
+	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+	if (slot->generation != generation ||
+		slot->state == DYNBGW_FREE || slot->state == DYNBGW_EXITED)
+	{
+		LWLockRelease(&dynbgw_reg->lock);
+		return true;
+	}
+	pid = slot->pid;
+	slot->stop_requested = true;
+	if (slot->state == DYNBGW_RESTARTING)
+	{
+		slot->state = DYNBGW_FREE;
+		dynbgw_forget_worker(n);
+		LWLockRelease(&dynbgw_reg->lock);
+		ConditionVariableBroadcast(&slot->state_cv);
+		return true;
+	}
+
+	/*
+	 * Signal only while holding the lock: the worker cannot leave the
+	 * registry meanwhile, so its PID cannot have been reused.
+	 */
+	if (pid != 0)
+	{
+		slot->state = DYNBGW_STOPPING;
+		if (kill(pid, SIGTERM) != 0)
+			elog(WARNING, "could not send signal to process %d: %m", pid);
+	}
+	LWLockRelease(&dynbgw_reg->lock);
+
+	if (!dynbgw_wait_slot(slot, generation, pid, deadline))
+		return false;
+
+	/*
+	 * The worker left the registry on its way out; only the rest of its
+	 * exit and the postmaster's reaping, which frees the background worker
+	 * slot for the next launch, remain.  That takes microseconds.
+	 */
+	while (pid != 0 && kill(pid, 0) == 0)
+	{
+		if (GetCurrentTimestamp() >= deadline)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
 /*
  * Reserve worker number n for the definition, start the worker and return
  * its PID once it is ready.  On any error nothing stays behind.
  */
 static int
-dynbgw_start(int n, const DynbgwDefinition *def)
+dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
+			 int64 wait_for_slot_us)
 {
 	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
 	DynbgwLaunch launch;
+	TimestampTz slot_deadline;
 	int			pid;
 
 	if (RecoveryInProgress())
@@ -465,20 +756,56 @@ dynbgw_start(int n, const DynbgwDefinition *def)
 				 errmsg("cannot launch dynbgw workers during recovery"),
 				 errhint("Launch workers on the primary.")));
 
-	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
-	if (slot->state != DYNBGW_FREE)
+	for (;;)
 	{
-		int			running_pid = slot->pid;
+		uint64		generation;
+		DynbgwState state;
+		Oid			roleoid;
 
+		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+		if (slot->state == DYNBGW_FREE)
+			break;				/* keep the lock */
+		generation = slot->generation;
+		state = slot->state;
+		pid = slot->pid;
+		roleoid = slot->def.roleoid;
 		LWLockRelease(&dynbgw_reg->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("dynbgw worker %d is already running", n),
-				 running_pid != 0 ?
-				 errdetail("Its PID is %d.", running_pid) :
-				 errdetail("It is starting."),
-				 errhint("Stop it with dynbgw_stop() first, or choose another number.")));
+
+		if (if_running == DYNBGW_IF_RUNNING_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("dynbgw worker %d is already running", n),
+					 pid != 0 ?
+					 errdetail("Its PID is %d.", pid) :
+					 errdetail("Its state is \"%s\".", dynbgw_state_name(state)),
+					 errhint("Stop it first, choose another number, or use if_running => 'skip' or 'replace'.")));
+
+		/* A launch in progress elsewhere finishes before we decide. */
+		if (state == DYNBGW_STARTING || state == DYNBGW_EXITED)
+		{
+			(void) dynbgw_wait_slot(slot, generation, pid,
+									DT_NOEND);
+			continue;
+		}
+		if (if_running == DYNBGW_IF_RUNNING_SKIP)
+		{
+			if (pid != 0)
+				return pid;
+			/* waiting to be restarted: no PID to give */
+			return 0;
+		}
+
+		dynbgw_check_may_stop(n, roleoid);
+		if (!dynbgw_stop_slot(n, generation,
+							  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														  DYNBGW_REPLACE_TIMEOUT_MS)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("could not replace dynbgw worker %d", n),
+					 errdetail("Its PID %d did not stop within %d seconds.",
+							   pid, DYNBGW_REPLACE_TIMEOUT_MS / 1000)));
 	}
+
 	slot->generation = ++dynbgw_reg->last_generation;
 	slot->def = *def;
 	slot->launched_at = GetCurrentTimestamp();
@@ -490,6 +817,10 @@ dynbgw_start(int n, const DynbgwDefinition *def)
 	slot->launcher_latch = MyLatch;
 	slot->runs = 0;
 	slot->failures = 0;
+	slot->last_started = 0;
+	slot->last_finished = 0;
+	slot->last_duration_us = 0;
+	slot->next_run = 0;
 	slot->error_code = 0;
 	slot->last_error[0] = '\0';
 	launch.n = n;
@@ -497,9 +828,12 @@ dynbgw_start(int n, const DynbgwDefinition *def)
 	launch.handle = NULL;
 	LWLockRelease(&dynbgw_reg->lock);
 
+	slot_deadline = GetCurrentTimestamp() + wait_for_slot_us;
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 	{
-		dynbgw_register(&launch);
+		if (def->restart_s != BGW_NEVER_RESTART)
+			dynbgw_save_worker(n, slot);
+		dynbgw_register(&launch, def->restart_s, slot_deadline);
 		pid = dynbgw_wait_until_ready(&launch);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
@@ -508,21 +842,44 @@ dynbgw_start(int n, const DynbgwDefinition *def)
 }
 
 /*
- * dynbgw_launch(n, command, naptime, database) returns integer
+ * dynbgw_launch(n, command, naptime, database, role, runs, restart,
+ *				 if_running, wait_for_slot) returns integer
  *
  * Start dynbgw's own worker number n, running command every naptime in
- * database as the current user; without a command it only counts naps.
+ * database as role; without a command it only counts its naps.
  */
 Datum
 dynbgw_launch(PG_FUNCTION_ARGS)
 {
 	int			n = dynbgw_number_arg(fcinfo, 0, true);
 	DynbgwDefinition *def = palloc0(sizeof(DynbgwDefinition));
+	DynbgwIfRunning if_running;
+	int64		wait_for_slot_us;
+	int			pid;
 
 	def->kind = DYNBGW_KIND_SQL;
-	def->roleoid = GetUserId();
 	def->naptime_us = dynbgw_interval_arg(fcinfo, 2, "naptime");
-	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId);
+	def->roleoid = dynbgw_role_arg(fcinfo, 4);
+	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId, def->roleoid);
+	if (!PG_ARGISNULL(5))
+	{
+		def->max_runs = PG_GETARG_INT64(5);
+		if (def->max_runs < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("runs must be at least 1"),
+					 errhint("Leave runs NULL to run forever.")));
+	}
+	def->restart_s = BGW_NEVER_RESTART;
+	if (!PG_ARGISNULL(6))
+	{
+		/* The postmaster counts restart delays in whole seconds. */
+		int64		restart_us = dynbgw_interval_arg(fcinfo, 6, "restart");
+
+		def->restart_s = (int) ((restart_us + USECS_PER_SEC - 1) / USECS_PER_SEC);
+	}
+	if_running = dynbgw_if_running_arg(fcinfo, 7);
+	wait_for_slot_us = dynbgw_interval_arg(fcinfo, 8, "wait_for_slot");
 	if (!PG_ARGISNULL(1))
 	{
 		char	   *command = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -531,7 +888,10 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 		strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
 	}
 
-	PG_RETURN_INT32(dynbgw_start(n, def));
+	pid = dynbgw_start(n, def, if_running, wait_for_slot_us);
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
 }
 
 /*
@@ -585,12 +945,13 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 	def = palloc0(sizeof(DynbgwDefinition));
 	def->kind = DYNBGW_KIND_FUNCTION;
 	def->roleoid = GetUserId();
+	def->restart_s = BGW_NEVER_RESTART;
 	def->arg = PG_GETARG_INT64(3);
-	def->dboid = dynbgw_database_arg(fcinfo, 4, InvalidOid);
+	def->dboid = dynbgw_database_arg(fcinfo, 4, InvalidOid, def->roleoid);
 	strlcpy(def->library, library, MAXPGPATH);
 	strlcpy(def->function, function, BGW_MAXLEN);
 
-	PG_RETURN_INT32(dynbgw_start(n, def));
+	PG_RETURN_INT32(dynbgw_start(n, def, DYNBGW_IF_RUNNING_ERROR, 0));
 }
 
 /* ---- finding ---- */
@@ -616,164 +977,104 @@ dynbgw_pid(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(pid);
 }
 
-/* ---- stopping ---- */
-
 /*
- * The same rules as pg_terminate_backend: superuser workers only by
- * superusers, others by members of their role or of pg_signal_backend.
- */
-static void
-dynbgw_check_may_stop(int n, Oid roleoid)
-{
-	if (superuser())
-		return;
-	if (superuser_arg(roleoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to stop dynbgw worker %d", n),
-				 errdetail("Only superusers may stop a worker that runs as a superuser.")));
-	if (!has_privs_of_role(GetUserId(), roleoid) &&
-		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to stop dynbgw worker %d", n),
-				 errdetail("Only roles with the privileges of the worker's role or of \"pg_signal_backend\" may stop it.")));
-}
-
-/* The slot whose worker has this PID, or -1.  Caller holds the lock. */
-static int
-dynbgw_find_pid(int pid)
-{
-	for (int i = 0; i < dynbgw_reg->capacity; i++)
-	{
-		if (dynbgw_reg->slots[i].pid == pid)
-			return i;
-	}
-	return -1;
-}
-
-/*
- * dynbgw_stop(pid, timeout) returns boolean
+ * dynbgw_stop(pid, timeout, n) returns boolean
  *
- * Stop the dynbgw worker with this PID and wait until its process is gone.
- * False, with a notice, when no such worker runs.
+ * Stop the dynbgw worker with this PID, or worker number n, and wait until
+ * its process is gone.  By number it also cancels a pending restart.  False,
+ * with a notice, when there is no such worker.
  */
 Datum
 dynbgw_stop(PG_FUNCTION_ARGS)
 {
-	int			pid;
 	int64		timeout_us = dynbgw_interval_arg(fcinfo, 1, "timeout");
-	TimestampTz deadline;
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwSlot *slot;
-	int			i;
-	uint64		generation;
-	Oid			roleoid;
+	int			pid = 0;
+	int			n = 0;
+	bool		was_ours = false;
+	uint64		generation = 0;
+	Oid			roleoid = InvalidOid;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_BOOL(false);
-	pid = PG_GETARG_INT32(0);
-	if (pid <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("PID %d is not a valid process ID", pid)));
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   timeout_us / 1000);
-
-	LWLockAcquire(&reg->lock, LW_SHARED);
-	i = dynbgw_find_pid(pid);
-	if (i >= 0)
+	if (!PG_ARGISNULL(2))
 	{
-		generation = reg->slots[i].generation;
-		roleoid = reg->slots[i].def.roleoid;
-	}
-	LWLockRelease(&reg->lock);
-
-	if (i < 0)
-	{
-		/* Never signal a server process that is not ours. */
-		if (pid == PostmasterPid || BackendPidGetProc(pid) != NULL ||
-			AuxiliaryPidGetProc(pid) != NULL)
+		if (!PG_ARGISNULL(0))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("PID %d is not a dynbgw worker", pid),
-					 errhint("dynbgw_stop() only stops workers listed in dynbgw_workers.")));
-		ereport(NOTICE,
-				(errmsg("no dynbgw worker with PID %d is running", pid)));
+					 errmsg("give either a PID or a worker number, not both")));
+		n = dynbgw_number_arg(fcinfo, 2, false);
+		LWLockAcquire(&reg->lock, LW_SHARED);
+		if (dynbgw_state_name(reg->slots[n - 1].state) != NULL)
+		{
+			generation = reg->slots[n - 1].generation;
+			roleoid = reg->slots[n - 1].def.roleoid;
+		}
+		LWLockRelease(&reg->lock);
+		if (generation == 0)
+		{
+			ereport(NOTICE,
+					(errmsg("dynbgw worker %d is not running", n)));
+			PG_RETURN_BOOL(false);
+		}
+	}
+	else if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
+	else
+	{
+		pid = PG_GETARG_INT32(0);
+		if (pid <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("PID %d is not a valid process ID", pid)));
+
+		LWLockAcquire(&reg->lock, LW_SHARED);
+		for (int i = 0; i < reg->capacity; i++)
+		{
+			if (reg->slots[i].pid == pid)
+			{
+				n = i + 1;
+				generation = reg->slots[i].generation;
+				roleoid = reg->slots[i].def.roleoid;
+			}
+			else if (reg->slots[i].last_pid == pid)
+				was_ours = true;
+		}
+		LWLockRelease(&reg->lock);
+
+		if (n == 0)
+		{
+			/*
+			 * Never signal a server process that is not ours.  One of ours
+			 * that just left the registry may linger in ProcArray a moment.
+			 */
+			if (!was_ours &&
+				(pid == PostmasterPid || BackendPidGetProc(pid) != NULL ||
+				 AuxiliaryPidGetProc(pid) != NULL))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("PID %d is not a dynbgw worker", pid),
+						 errhint("dynbgw_stop() only stops workers listed in dynbgw_workers.")));
+			ereport(NOTICE,
+					(errmsg("no dynbgw worker with PID %d is running", pid)));
+			PG_RETURN_BOOL(false);
+		}
 	}
 
 	/* Catalog lookups happen without the lock held. */
-	dynbgw_check_may_stop(i + 1, roleoid);
+	dynbgw_check_may_stop(n, roleoid);
 
-	/*
-	 * Signal only while holding the lock and after checking that the slot
-	 * still names this PID: the worker cannot leave the registry meanwhile,
-	 * so its PID cannot have been reused.
-	 */
-	slot = &reg->slots[i];
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	if (slot->generation == generation && slot->pid == pid)
+	if (!dynbgw_stop_slot(n, generation,
+						  GetCurrentTimestamp() + timeout_us))
 	{
-		slot->stop_requested = true;
-		slot->state = DYNBGW_STOPPING;
-		if (kill(pid, SIGTERM) != 0)
-			elog(WARNING, "could not send signal to process %d: %m", pid);
-	}
-	LWLockRelease(&reg->lock);
-
-	/* The worker broadcasts gone_cv after it left ProcArray and the slot. */
-	ConditionVariablePrepareToSleep(&slot->gone_cv);
-	for (;;)
-	{
-		bool		gone;
-		long		remaining_ms;
-
-		LWLockAcquire(&reg->lock, LW_SHARED);
-		gone = slot->generation != generation || slot->pid != pid;
-		LWLockRelease(&reg->lock);
-		if (gone)
-			break;
-
-		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													   deadline);
-		if (remaining_ms <= 0 ||
-			ConditionVariableTimedSleep(&slot->gone_cv, remaining_ms,
-										PG_WAIT_EXTENSION))
-		{
-			ConditionVariableCancelSleep();
-			ereport(WARNING,
-					(errmsg("dynbgw worker %d with PID %d did not stop within the timeout",
-							i + 1, pid)));
-			PG_RETURN_BOOL(false);
-		}
-	}
-	ConditionVariableCancelSleep();
-
-	/*
-	 * Only process exit and the postmaster's reaping remain, which frees the
-	 * background worker slot for the next launch; that takes microseconds.
-	 */
-	while (kill(pid, 0) == 0)
-	{
-		if (GetCurrentTimestamp() >= deadline)
-		{
-			ereport(WARNING,
-					(errmsg("dynbgw worker %d with PID %d did not stop within the timeout",
-							i + 1, pid)));
-			PG_RETURN_BOOL(false);
-		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		ereport(WARNING,
+				(errmsg("dynbgw worker %d did not stop within the timeout", n)));
+		PG_RETURN_BOOL(false);
 	}
 	PG_RETURN_BOOL(true);
 }
 
 /* ---- listing ---- */
 
-#define DYNBGW_WORKERS_COLS 13
+#define DYNBGW_WORKERS_COLS 19
 
 static Datum
 dynbgw_name_datum(const char *str)
@@ -785,6 +1086,15 @@ dynbgw_name_datum(const char *str)
 	name = palloc0(NAMEDATALEN);
 	namestrcpy(name, str);
 	return NameGetDatum(name);
+}
+
+static Datum
+dynbgw_interval_datum(int64 us)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = us;
+	return IntervalPGetDatum(iv);
 }
 
 /*
@@ -812,13 +1122,12 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		const char *state;
 		char	   *dbname;
 		char	   *rolename;
-		Interval   *naptime;
 
 		/* Copy under the lock, look names up after releasing it. */
 		LWLockAcquire(&reg->lock, LW_SHARED);
 		state = dynbgw_state_name(slot->state);
 		if (state != NULL)
-			memcpy(copy, slot, offsetof(DynbgwSlot, gone_cv));
+			memcpy(copy, slot, offsetof(DynbgwSlot, state_cv));
 		LWLockRelease(&reg->lock);
 		if (state == NULL)
 			continue;
@@ -855,14 +1164,24 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 			values[10] = CStringGetTextDatum(copy->last_error);
 			nulls[10] = (copy->last_error[0] == '\0');
 		}
-		naptime = palloc0(sizeof(Interval));
-		naptime->time = copy->def.naptime_us;
-		values[7] = IntervalPGetDatum(naptime);
+		values[7] = dynbgw_interval_datum(copy->def.naptime_us);
 		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
 		values[8] = Int64GetDatum(copy->runs);
 		values[9] = Int64GetDatum(copy->failures);
 		values[11] = TimestampTzGetDatum(copy->launched_at);
 		values[12] = Int32GetDatum(copy->launched_by_pid);
+		values[13] = TimestampTzGetDatum(copy->last_started);
+		nulls[13] = (copy->last_started == 0);
+		values[14] = TimestampTzGetDatum(copy->last_finished);
+		nulls[14] = (copy->last_finished == 0);
+		values[15] = dynbgw_interval_datum(copy->last_duration_us);
+		nulls[15] = (copy->last_finished == 0);
+		values[16] = TimestampTzGetDatum(copy->next_run);
+		nulls[16] = (copy->next_run == 0);
+		values[17] = Int64GetDatum(copy->def.max_runs);
+		nulls[17] = (copy->def.max_runs == 0);
+		values[18] = dynbgw_interval_datum((int64) copy->def.restart_s * USECS_PER_SEC);
+		nulls[18] = (copy->def.restart_s == BGW_NEVER_RESTART);
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -39,6 +39,7 @@ typedef enum DynbgwState
 	DYNBGW_IDLE,				/* ready, waiting for its next run */
 	DYNBGW_RUNNING,				/* running its command or entry point */
 	DYNBGW_STOPPING,			/* asked to stop, not yet gone */
+	DYNBGW_RESTARTING,			/* died; the postmaster restarts it soon */
 	DYNBGW_EXITED				/* gone while its launcher still waited; the
 								 * launcher reads the outcome and frees it */
 } DynbgwState;
@@ -56,6 +57,9 @@ typedef struct DynbgwDefinition
 	Oid			dboid;			/* InvalidOid: not connected to a database */
 	Oid			roleoid;
 	int64		naptime_us;
+	int64		max_runs;		/* exit after this many runs; 0: never */
+	int			restart_s;		/* restart delay after a crash, or
+								 * BGW_NEVER_RESTART */
 	int64		arg;			/* function kind: the entry point's argument */
 	char		library[MAXPGPATH];
 	char		function[BGW_MAXLEN];
@@ -81,11 +85,15 @@ typedef struct DynbgwSlot
 								 * the launcher no longer waits */
 	int64		runs;
 	int64		failures;
+	TimestampTz last_started;	/* 0: not yet */
+	TimestampTz last_finished;
+	int64		last_duration_us;
+	TimestampTz next_run;		/* 0: none planned */
 	int			error_code;		/* SQLSTATE of last_error */
 	char		last_error[DYNBGW_MAX_ERROR];
 
-	/* Broadcast whenever pid is reset, that is when a worker is gone. */
-	ConditionVariable gone_cv;
+	/* Broadcast when the worker becomes ready and when it is gone. */
+	ConditionVariable state_cv;
 } DynbgwSlot;
 
 typedef struct DynbgwRegistry
@@ -104,10 +112,31 @@ typedef struct DynbgwWorkerArgs
 	uint64		generation;
 } DynbgwWorkerArgs;
 
+/*
+ * A restartable worker's definition is also kept in a file, because a
+ * crash-restart of the server empties the registry while the postmaster
+ * still restarts the worker.
+ */
+typedef struct DynbgwSavedWorker
+{
+	uint32		magic;
+	uint64		generation;
+	TimestampTz launched_at;
+	int			launched_by_pid;
+	DynbgwDefinition def;
+} DynbgwSavedWorker;
+
+#define DYNBGW_SAVED_MAGIC	0x44594e31	/* "DYN1" */
+#define DYNBGW_SAVED_DIR	"pg_dynbgw"
+
 extern int	dynbgw_max_workers;
 
 extern DynbgwRegistry *dynbgw_registry(void);
 extern const char *dynbgw_state_name(DynbgwState state);
+extern void dynbgw_save_worker(int n, const DynbgwSlot *slot);
+extern bool dynbgw_load_worker(int n, uint64 generation,
+							   DynbgwSavedWorker *saved);
+extern void dynbgw_forget_worker(int n);
 
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 

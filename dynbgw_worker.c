@@ -44,6 +44,7 @@ PGDLLEXPORT void dynbgw_sleep_main(Datum main_arg);
 static DynbgwSlot *my_slot = NULL;
 static uint64 my_generation;
 static int	my_number;
+static int64 my_runs;			/* runs done, counting those before a restart */
 
 static volatile sig_atomic_t stop_requested = false;
 
@@ -80,13 +81,16 @@ dynbgw_remember_error(ErrorData *edata)
 /*
  * Leave the registry.  A before_shmem_exit callback, because the registry's
  * segment is unmapped before on_shmem_exit callbacks run; the stopper waits
- * for the rest of the exit by watching the PID.
+ * for the rest of the exit by watching the PID.  A worker that dies with a
+ * restart delay keeps its slot for the postmaster's restart of it.
  */
 static void
 dynbgw_worker_exit(int code, Datum arg)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 	Latch	   *launcher_latch = NULL;
+	bool		restartable;
+	bool		forget = false;
 
 	if (my_slot == NULL)
 		return;
@@ -94,26 +98,48 @@ dynbgw_worker_exit(int code, Datum arg)
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
 	{
-		if (my_slot->ready_pid == 0 && last_error[0] != '\0')
+		restartable = my_slot->def.restart_s != BGW_NEVER_RESTART;
+		/* A launcher still waiting reports why; a run cut short counts. */
+		if (last_error[0] != '\0' &&
+			(my_slot->ready_pid == 0 || my_slot->state == DYNBGW_RUNNING))
 		{
 			my_slot->error_code = last_error_code;
 			strlcpy(my_slot->last_error, last_error, DYNBGW_MAX_ERROR);
 		}
+		if (my_slot->state == DYNBGW_RUNNING && code != 0)
+		{
+			my_slot->runs++;
+			my_slot->failures++;
+		}
 		my_slot->pid = 0;
 		my_slot->last_pid = MyProcPid;
+		my_slot->next_run = 0;
 		launcher_latch = my_slot->launcher_latch;
-		my_slot->state = launcher_latch ? DYNBGW_EXITED : DYNBGW_FREE;
+		if (launcher_latch)
+			my_slot->state = DYNBGW_EXITED;
+		else if (restartable && code != 0 && !my_slot->stop_requested)
+			my_slot->state = DYNBGW_RESTARTING;
+		else
+		{
+			my_slot->state = DYNBGW_FREE;
+			forget = restartable;
+		}
 	}
 	LWLockRelease(&reg->lock);
 
-	ConditionVariableBroadcast(&my_slot->gone_cv);
+	if (forget)
+		dynbgw_forget_worker(my_number);
+	ConditionVariableBroadcast(&my_slot->state_cv);
 	if (launcher_latch)
 		SetLatch(launcher_latch);
 }
 
 /*
- * Take the slot the launcher reserved for us and copy our definition.
- * NULL if the launch was abandoned or stopped before we got here.
+ * Take the slot the launcher reserved for us, or the one we held before the
+ * postmaster restarted us, and copy our definition.  After a crash-restart
+ * the registry is new and empty: a restartable worker then takes its slot
+ * back from its saved definition.  NULL if there is nothing for us to do:
+ * the launch was abandoned, or we were stopped or replaced meanwhile.
  */
 static DynbgwDefinition *
 dynbgw_claim(const DynbgwWorkerArgs *args)
@@ -121,32 +147,59 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwSlot *slot;
 	DynbgwDefinition *def = NULL;
+	DynbgwSavedWorker *saved;
+	bool		have_saved;
 
 	if (args->n < 1 || args->n > reg->capacity)
 		return NULL;
 	slot = &reg->slots[args->n - 1];
+	saved = palloc(sizeof(DynbgwSavedWorker));
+	have_saved = dynbgw_load_worker(args->n, args->generation, saved);
 
 	before_shmem_exit(dynbgw_worker_exit, (Datum) 0);
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (slot->state == DYNBGW_FREE && have_saved &&
+		slot->generation < args->generation)
+	{
+		slot->generation = args->generation;
+		slot->def = saved->def;
+		slot->launched_at = saved->launched_at;
+		slot->launched_by_pid = saved->launched_by_pid;
+		slot->state = DYNBGW_RESTARTING;
+		slot->stop_requested = false;
+		slot->launcher_latch = NULL;
+		slot->runs = slot->failures = 0;
+		slot->last_started = slot->last_finished = slot->next_run = 0;
+		slot->last_duration_us = 0;
+		slot->last_error[0] = '\0';
+		reg->last_generation = Max(reg->last_generation, args->generation);
+	}
 	if (slot->generation == args->generation &&
-		slot->state == DYNBGW_STARTING &&
+		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_RESTARTING) &&
 		slot->pid == 0 && !slot->stop_requested)
 	{
 		slot->pid = MyProcPid;
+		slot->ready_pid = 0;
+		slot->state = DYNBGW_STARTING;
 		my_slot = slot;
 		my_generation = args->generation;
 		my_number = args->n;
+		my_runs = slot->runs;
 		def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
 		memcpy(def, &slot->def, sizeof(DynbgwDefinition));
 	}
 	LWLockRelease(&reg->lock);
+	pfree(saved);
 	return def;
 }
 
-/* Tell the launcher we are ready, unless we were told to stop already. */
+/*
+ * Tell the launcher we are ready, unless we were told to stop already, and
+ * say when the first run is due.
+ */
 static void
-dynbgw_report_ready(DynbgwState state)
+dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 	Latch	   *launcher_latch;
@@ -158,35 +211,59 @@ dynbgw_report_ready(DynbgwState state)
 	{
 		my_slot->state = state;
 		my_slot->ready_pid = MyProcPid;
+		my_slot->next_run = next_run;
 	}
 	launcher_latch = my_slot->launcher_latch;
 	LWLockRelease(&reg->lock);
 
+	ConditionVariableBroadcast(&my_slot->state_cv);
 	if (launcher_latch)
 		SetLatch(launcher_latch);
 	if (stop)
 		proc_exit(0);
 }
 
-/* Record the start or the end of a run in the registry. */
 static void
-dynbgw_report_run(bool starting, ErrorData *edata)
+dynbgw_report_run_start(TimestampTz started)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (!my_slot->stop_requested)
-		my_slot->state = starting ? DYNBGW_RUNNING : DYNBGW_IDLE;
-	if (!starting)
+		my_slot->state = DYNBGW_RUNNING;
+	my_slot->last_started = started;
+	my_slot->next_run = 0;
+	LWLockRelease(&reg->lock);
+}
+
+static void
+dynbgw_report_run_end(TimestampTz started, ErrorData *edata)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	TimestampTz finished = GetCurrentTimestamp();
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	if (!my_slot->stop_requested)
+		my_slot->state = DYNBGW_IDLE;
+	my_slot->runs++;
+	my_slot->last_finished = finished;
+	my_slot->last_duration_us = finished - started;
+	if (edata != NULL)
 	{
-		my_slot->runs++;
-		if (edata != NULL)
-		{
-			my_slot->failures++;
-			my_slot->error_code = edata->sqlerrcode;
-			strlcpy(my_slot->last_error, edata->message, DYNBGW_MAX_ERROR);
-		}
+		my_slot->failures++;
+		my_slot->error_code = edata->sqlerrcode;
+		strlcpy(my_slot->last_error, edata->message, DYNBGW_MAX_ERROR);
 	}
+	LWLockRelease(&reg->lock);
+}
+
+static void
+dynbgw_report_next_run(TimestampTz next_run)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	my_slot->next_run = next_run;
 	LWLockRelease(&reg->lock);
 }
 
@@ -259,9 +336,10 @@ static void
 dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
+	TimestampTz started = GetCurrentTimestamp();
 	ErrorData  *edata = NULL;
 
-	dynbgw_report_run(true, NULL);
+	dynbgw_report_run_start(started);
 	if (def->command[0] != '\0')
 	{
 		PG_TRY();
@@ -285,7 +363,8 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
 				(errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
 						my_number, unpack_sql_state(edata->sqlerrcode)),
 				 errdetail_internal("%s", edata->message)));
-	dynbgw_report_run(false, edata);
+	dynbgw_report_run_end(started, edata);
+	my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextReset(run_context);
@@ -332,7 +411,7 @@ dynbgw_sleep_until(TimestampTz wake_at)
 /*
  * Run k is due at start + k * naptime: a fixed rate that does not drift.  A
  * run that overran its slot is followed at once by one more, and the starts
- * it missed are skipped.
+ * it missed are skipped.  An idle worker's first run is its first wake-up.
  */
 static void
 dynbgw_sql_loop(const DynbgwDefinition *def)
@@ -343,10 +422,11 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 
 	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
 										ALLOCSET_DEFAULT_SIZES);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dynbgw_report_ready(DYNBGW_IDLE, start + k * def->naptime_us);
+
 	for (;;)
 	{
-		int64		behind;
-
 		dynbgw_sleep_until(start + k * def->naptime_us);
 		if (stop_requested)
 			break;
@@ -354,13 +434,18 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 		dynbgw_run(def, run_context);
 		if (stop_requested)
 			break;
+		if (def->max_runs > 0 && my_runs >= def->max_runs)
+		{
+			ereport(LOG,
+					(errmsg("dynbgw worker %d finished its %lld runs",
+							my_number, (long long) def->max_runs)));
+			proc_exit(0);
+		}
 
 		k++;
 		if (def->naptime_us > 0)
-		{
-			behind = (GetCurrentTimestamp() - start) / def->naptime_us;
-			k = Max(k, behind);
-		}
+			k = Max(k, (GetCurrentTimestamp() - start) / def->naptime_us);
+		dynbgw_report_next_run(start + k * def->naptime_us);
 	}
 	ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
 }
@@ -374,7 +459,7 @@ dynbgw_call_entry_point(const DynbgwDefinition *def)
 		load_external_function(def->library, def->function, true, NULL);
 	/* The entry point sees its argument where it would if registered. */
 	MyBgworkerEntry->bgw_main_arg = Int64GetDatum(def->arg);
-	dynbgw_report_ready(DYNBGW_RUNNING);
+	dynbgw_report_ready(DYNBGW_RUNNING, 0);
 	entry(Int64GetDatum(def->arg));
 }
 
@@ -416,8 +501,6 @@ dynbgw_worker_main(Datum main_arg)
 		return;
 	}
 
-	pgstat_report_activity(STATE_IDLE, NULL);
-	dynbgw_report_ready(DYNBGW_IDLE);
 	dynbgw_sql_loop(def);
 }
 
