@@ -5,8 +5,10 @@ EXTENSION = dynbgw
 DATA = dynbgw--1.0.sql
 PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 
-REGRESS = launch
+REGRESS = launch stop workers
 REGRESS_OPTS = --load-extension=dynbgw
+ISOLATION = launch_stop
+ISOLATION_OPTS = --load-extension=dynbgw
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

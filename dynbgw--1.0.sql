@@ -79,8 +79,22 @@ CREATE VIEW dynbgw_workers AS
 COMMENT ON VIEW dynbgw_workers IS
 'every dynbgw worker that exists, seen alike from every session';
 
--- Launching and stopping are for roles a superuser chooses; looking is safe.
+-- Looking is safe for everyone: other roles' commands and errors are hidden.
+-- Launching and stopping are for members of dynbgw_user, a NOLOGIN role made
+-- here if it does not exist yet (roles are shared by all databases and stay
+-- when the extension is dropped).  Launching a library's entry point is for
+-- superusers only, whatever is granted.
 REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dynbgw_launch_function(integer, text, text, bigint, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval, integer) FROM PUBLIC;
 GRANT SELECT ON dynbgw_workers TO PUBLIC;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dynbgw_user') THEN
+        CREATE ROLE dynbgw_user NOLOGIN;
+    END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) TO dynbgw_user;
+GRANT EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer) TO dynbgw_user;

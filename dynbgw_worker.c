@@ -87,13 +87,14 @@ dynbgw_remember_error(ErrorData *edata)
 static void
 dynbgw_worker_exit(int code, Datum arg)
 {
-	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwRegistry *reg;
 	Latch	   *launcher_latch = NULL;
 	bool		restartable;
 	bool		forget = false;
 
 	if (my_slot == NULL)
 		return;
+	reg = dynbgw_registry();
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
