@@ -5,7 +5,7 @@ EXTENSION = dynbgw
 DATA = dynbgw--1.0.sql
 PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 
-REGRESS = launch stop workers jobs security
+REGRESS = setup launch stop workers jobs security
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw

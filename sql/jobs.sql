@@ -7,25 +7,6 @@
 -- the SQLSTATE.
 --
 
-CREATE FUNCTION pg_temp.wait_until(condition text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '30 seconds';
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE 'SELECT (' || condition || ')' INTO ok;
-        IF ok THEN
-            RETURN true;
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'not true within 30 seconds: %', condition;
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-END
-$$;
-
 CREATE TABLE log (run int, note text);
 
 -- A procedure that commits in the middle: what it wrote before the COMMIT
@@ -41,7 +22,7 @@ $$;
 
 -- Runs once, then exits by itself: the row goes away.
 SELECT dynbgw_launch(1, 'CALL half_done()', '1 hour', runs => 1) IS NOT NULL AS launched;
-SELECT pg_temp.wait_until('NOT EXISTS (SELECT FROM dynbgw_workers WHERE n = 1)');
+SELECT wait_until('NOT EXISTS (SELECT FROM dynbgw_workers WHERE n = 1)');
 SELECT * FROM log ORDER BY note;
 
 -- Several statements are one transaction: a failure undoes them all, is
@@ -49,7 +30,7 @@ SELECT * FROM log ORDER BY note;
 TRUNCATE log;
 SELECT dynbgw_launch(2, 'INSERT INTO log VALUES (2, ''before''); SELECT 1 / 0',
                      '10 ms') IS NOT NULL AS launched;
-SELECT pg_temp.wait_until('(SELECT failures FROM dynbgw_workers WHERE n = 2) >= 3');
+SELECT wait_until('(SELECT failures FROM dynbgw_workers WHERE n = 2) >= 3');
 SELECT n, state IN ('idle', 'running') AS alive, runs >= failures AS counted,
        last_error, last_started IS NOT NULL AS started,
        last_finished IS NOT NULL AS finished, max_runs, restart
@@ -59,7 +40,7 @@ SELECT count(*) AS rows_kept FROM log;
 -- Once the table it needs exists, the same worker's runs succeed.
 CREATE TABLE later (x int);
 SELECT dynbgw_launch(3, 'INSERT INTO later VALUES (1)', '10 ms') IS NOT NULL AS launched;
-SELECT pg_temp.wait_until('(SELECT count(*) FROM later) >= 3');
+SELECT wait_until('(SELECT count(*) FROM later) >= 3');
 SELECT failures FROM dynbgw_workers WHERE n = 3;
 
 --

@@ -8,25 +8,6 @@
 -- file prints the SQLSTATE.
 --
 
-CREATE FUNCTION pg_temp.wait_until(condition text) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + interval '30 seconds';
-    ok boolean;
-BEGIN
-    LOOP
-        EXECUTE 'SELECT (' || condition || ')' INTO ok;
-        IF ok THEN
-            RETURN true;
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RAISE EXCEPTION 'not true within 30 seconds: %', condition;
-        END IF;
-        PERFORM pg_sleep(0.01);
-    END LOOP;
-END
-$$;
-
 CREATE ROLE regress_dynbgw_alice LOGIN;
 CREATE ROLE regress_dynbgw_bob LOGIN;
 CREATE ROLE regress_dynbgw_carol LOGIN;
@@ -72,7 +53,7 @@ SET search_path = public;
 SELECT dynbgw_launch(1, 'INSERT INTO seen SELECT current_user, current_setting(''search_path'')',
                      '1 hour') IS NOT NULL AS launched;
 RESET search_path;
-SELECT pg_temp.wait_until('(SELECT runs FROM dynbgw_workers WHERE n = 1) >= 1');
+SELECT wait_until('(SELECT runs FROM dynbgw_workers WHERE n = 1) >= 1');
 SELECT who, path FROM regress_dynbgw_alice_schema.seen;
 SELECT n, role, command IS NOT NULL AS sees_own_command FROM dynbgw_workers;
 SELECT usename, application_name FROM pg_stat_activity WHERE pid = dynbgw_pid(1);
