@@ -13,3 +13,13 @@ ISOLATION_OPTS = --load-extension=dynbgw
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Not PGXS targets, hence after the include (the first target is the
+# default).  Objects follow the shared headers, the version shims included.
+$(OBJS) $(OBJS:.o=.bc): dynbgw.h dynbgw_compat.h
+
+# Compile against the headers of every supported server version (13, 15,
+# 17, 18) with warnings as errors.
+.PHONY: compile-check
+compile-check:
+	bash test/compile-check

@@ -5,10 +5,11 @@
  *
  * This file holds the SQL-callable functions and the registry of workers.
  * The registry lives in one dynamic shared memory segment whose handle is
- * kept in a tiny struct in the main shared memory segment, so any backend
- * finds it without the library being preloaded; docs/design.md explains the
- * choice.  A launch reserves the worker's number in the registry, registers
- * a dynamic background worker and waits until the worker reports that it is
+ * kept in a tiny struct in the main shared memory segment (from 17, in the
+ * server's registry of named segments), so any backend finds it without the
+ * library being preloaded; docs/design.md explains the choice.  A launch
+ * reserves the worker's number in the registry, registers a dynamic
+ * background worker and waits until the worker reports that it is
  * connected and ready.  A stop works from any session: it signals the worker
  * named in the registry and waits until the worker has left it and the
  * process is gone.
@@ -18,6 +19,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 /* SQL-callable function support */
 #include "fmgr.h"
@@ -34,7 +36,11 @@
 /* validating what the caller asks for */
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "mb/pg_wchar.h"
+#include "utils/syscache.h"
 #include "commands/dbcommands.h"
+#include "common/int.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "storage/proc.h"
@@ -73,8 +79,6 @@ typedef struct DynbgwLaunch
 	BackgroundWorkerHandle *handle;
 } DynbgwLaunch;
 
-void		_PG_init(void);
-
 void
 _PG_init(void)
 {
@@ -92,9 +96,9 @@ _PG_init(void)
 }
 
 /*
- * The main shared memory segment only has room for what was reserved at
- * server start, plus a little slack.  The slack is enough for this anchor,
- * which just says where the registry's own segment is.
+ * Up to 16: the main shared memory segment only has room for what was
+ * reserved at server start, plus a little slack.  The slack is enough for
+ * this anchor, which just says where the registry's own segment is.
  */
 typedef struct DynbgwAnchor
 {
@@ -121,6 +125,31 @@ dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
 		ConditionVariableInit(&reg->slots[i].state_cv);
 }
 
+#ifdef DYNBGW_HAVE_NAMED_DSM
+/*
+ * From 17 the registry is a segment of the server's own registry of named
+ * segments.  GetNamedDSMSegment() errors unless every caller asks for the
+ * size the segment was created with, but ours follows dynbgw.max_workers,
+ * which a reload may change without a restart.  So the first process also
+ * fixes the capacity, in a tiny named segment of its own, and every process
+ * sizes the registry from that, as on 16 they read it from the registry.
+ * (Always sizing it for DYNBGW_MAX_WORKERS_LIMIT would waste about 10 MB.)
+ */
+static int	dynbgw_new_capacity;
+
+static void
+dynbgw_capacity_init(void *ptr)
+{
+	*(int *) ptr = dynbgw_max_workers;
+}
+
+static void
+dynbgw_registry_init_callback(void *ptr)
+{
+	dynbgw_registry_init(ptr, dynbgw_new_capacity);
+}
+#endif
+
 /*
  * Find the registry, creating it if this is the first process since the
  * server (re)started to need it.  A crash-restart reinitializes the main
@@ -130,13 +159,24 @@ dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
 DynbgwRegistry *
 dynbgw_registry(void)
 {
+#ifndef DYNBGW_HAVE_NAMED_DSM
 	DynbgwAnchor *anchor;
 	dsm_segment *seg;
+#endif
 	bool		found;
 
 	if (dynbgw_reg != NULL)
 		return dynbgw_reg;
 
+#ifdef DYNBGW_HAVE_NAMED_DSM
+	dynbgw_new_capacity = *(int *) GetNamedDSMSegment("dynbgw_capacity",
+													  sizeof(int),
+													  dynbgw_capacity_init,
+													  &found);
+	dynbgw_reg = GetNamedDSMSegment("dynbgw",
+									dynbgw_registry_size(dynbgw_new_capacity),
+									dynbgw_registry_init_callback, &found);
+#else
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	anchor = ShmemInitStruct("dynbgw", sizeof(DynbgwAnchor), &found);
 	if (!found)
@@ -159,6 +199,7 @@ dynbgw_registry(void)
 	LWLockRelease(AddinShmemInitLock);
 
 	dynbgw_reg = dsm_segment_address(seg);
+#endif
 	LWLockRegisterTranche(dynbgw_reg->tranche_id, "dynbgw");
 	return dynbgw_reg;
 }
@@ -256,6 +297,44 @@ dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 	return ok;
 }
 
+/*
+ * Keep an error message in a slot, cut at a character boundary.  It stays
+ * in the encoding of the database of the process that reported it.
+ */
+void
+dynbgw_set_error(DynbgwSlot *slot, int code, const char *message)
+{
+	int			len = pg_mbcliplen(message, strlen(message),
+								   DYNBGW_MAX_ERROR - 1);
+
+	slot->error_code = code;
+	slot->error_encoding = GetDatabaseEncoding();
+	memcpy(slot->last_error, message, len);
+	slot->last_error[len] = '\0';
+}
+
+/*
+ * Text from the registry for this session.  It is in the encoding of the
+ * database it came from: where that differs from ours, or the text is not
+ * valid, non-ASCII bytes show as '?' rather than as invalid text.
+ */
+static char *
+dynbgw_text_for_session(const char *str, int encoding)
+{
+	char	   *copy = pstrdup(str);
+
+	if (encoding != GetDatabaseEncoding() ||
+		!pg_verifymbstr(copy, strlen(copy), true))
+	{
+		for (char *p = copy; *p; p++)
+		{
+			if (IS_HIGHBIT_SET(*p))
+				*p = '?';
+		}
+	}
+	return copy;
+}
+
 void
 dynbgw_forget_worker(int n)
 {
@@ -345,18 +424,34 @@ dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null,
 	if (!OidIsValid(dboid))
 		return dboid;
 
-	aclresult = pg_database_aclcheck(dboid, GetUserId(), ACL_CONNECT);
+	aclresult = object_aclcheck(DatabaseRelationId, dboid, GetUserId(),
+								ACL_CONNECT);
 	if (aclresult == ACLCHECK_OK && roleoid != GetUserId())
-		aclresult = pg_database_aclcheck(dboid, roleoid, ACL_CONNECT);
+		aclresult = object_aclcheck(DatabaseRelationId, dboid, roleoid,
+									ACL_CONNECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_DATABASE, get_database_name(dboid));
 	return dboid;
 }
 
+static int
+dynbgw_database_encoding(Oid dboid)
+{
+	HeapTuple	tuple;
+	int			encoding;
+
+	tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for database %u", dboid);
+	encoding = ((Form_pg_database) GETSTRUCT(tuple))->encoding;
+	ReleaseSysCache(tuple);
+	return encoding;
+}
+
 /*
  * Reject a command that cannot run, before a worker exists for it: one that
- * does not parse, is empty, is too long, or controls the transaction that
- * the worker opens for each run.
+ * does not parse, is empty, or controls the transaction that the worker
+ * opens for each run.
  */
 static void
 dynbgw_command_error_callback(void *arg)
@@ -379,14 +474,6 @@ dynbgw_check_command(const char *command)
 	ErrorContextCallback errcallback;
 	List	   *stmts;
 	ListCell   *lc;
-
-	if (strlen(command) >= DYNBGW_MAX_COMMAND)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("command is too long"),
-				 errdetail("A command may have at most %d bytes.",
-						   DYNBGW_MAX_COMMAND - 1),
-				 errhint("Put the work in a procedure and CALL it.")));
 
 	errcallback.callback = dynbgw_command_error_callback;
 	errcallback.arg = unconstify(char *, command);
@@ -466,7 +553,7 @@ dynbgw_role_arg(FunctionCallInfo fcinfo, int argno)
 				 errmsg("permission denied to launch a worker as role \"%s\"",
 						rolename),
 				 errdetail("Only superusers may launch workers that run as a superuser.")));
-	if (!is_member_of_role(GetUserId(), roleoid))
+	if (!member_can_set_role(GetUserId(), roleoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to launch a worker as role \"%s\"",
@@ -525,7 +612,7 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = restart_s;
-	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
+	strlcpy(worker.bgw_library_name, "dynbgw", sizeof(worker.bgw_library_name));
 	strlcpy(worker.bgw_function_name, "dynbgw_worker_main", BGW_MAXLEN);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw worker %d", launch->n);
 	strlcpy(worker.bgw_type, "dynbgw", BGW_MAXLEN);
@@ -548,7 +635,8 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 					 errdetail("All background worker slots are in use."),
 					 errhint("Stop a worker, wait for one with wait_for_slot, or raise \"max_worker_processes\" and restart the server.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(remaining_ms, 10L), PG_WAIT_EXTENSION);
+						 Min(remaining_ms, 10L),
+						 dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -570,6 +658,7 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		pid_t		bgpid;
 		int			ready_pid;
 		int			error_code;
+		int			error_encoding;
 		char		error[DYNBGW_MAX_ERROR];
 
 		/* Ask first: once it reports the process stopped, the slot is final. */
@@ -587,6 +676,7 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		if (slot->state == DYNBGW_EXITED || status == BGWH_STOPPED)
 		{
 			error_code = slot->error_code;
+			error_encoding = slot->error_encoding;
 			strlcpy(error, slot->last_error, sizeof(error));
 			slot->state = DYNBGW_FREE;
 			slot->pid = 0;
@@ -601,7 +691,8 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 				ereport(ERROR,
 						(errcode(error_code),
 						 errmsg("dynbgw worker %d failed to start", launch->n),
-						 errdetail_internal("%s", error)));
+						 errdetail_internal("%s",
+											dynbgw_text_for_session(error, error_encoding))));
 			ereport(ERROR,
 					(errcode(ERRCODE_SYSTEM_ERROR),
 					 errmsg("dynbgw worker %d exited before it was ready",
@@ -611,7 +702,7 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		LWLockRelease(&dynbgw_reg->lock);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-						 PG_WAIT_EXTENSION);
+						 dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -668,7 +759,7 @@ dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
 													   deadline);
 		if (remaining_ms <= 0 ||
 			ConditionVariableTimedSleep(&slot->state_cv, remaining_ms,
-										PG_WAIT_EXTENSION))
+										dynbgw_wait_event(DYNBGW_WAIT_STOP)))
 			break;
 	}
 	ConditionVariableCancelSleep();
@@ -730,7 +821,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 		if (GetCurrentTimestamp() >= deadline)
 			return false;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
+						 1L, dynbgw_wait_event(DYNBGW_WAIT_STOP));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -859,8 +950,10 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 
 	def->kind = DYNBGW_KIND_SQL;
 	def->naptime_us = dynbgw_interval_arg(fcinfo, 2, "naptime");
+	def->naptime = *PG_GETARG_INTERVAL_P(2);
 	def->roleoid = dynbgw_role_arg(fcinfo, 4);
 	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId, def->roleoid);
+	def->encoding = dynbgw_database_encoding(def->dboid);
 	if (!PG_ARGISNULL(5))
 	{
 		def->max_runs = PG_GETARG_INT64(5);
@@ -885,6 +978,15 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 		char	   *command = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 		dynbgw_check_command(command);
+		/* The worker runs it in its own database's encoding. */
+		command = pg_server_to_any(command, strlen(command), def->encoding);
+		if (strlen(command) >= DYNBGW_MAX_COMMAND)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("command is too long"),
+					 errdetail("A command may have at most %d bytes.",
+							   DYNBGW_MAX_COMMAND - 1),
+					 errhint("Put the work in a procedure and CALL it.")));
 		strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
 	}
 
@@ -944,6 +1046,7 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 
 	def = palloc0(sizeof(DynbgwDefinition));
 	def->kind = DYNBGW_KIND_FUNCTION;
+	def->encoding = GetDatabaseEncoding();
 	def->roleoid = GetUserId();
 	def->restart_s = BGW_NEVER_RESTART;
 	def->arg = PG_GETARG_INT64(3);
@@ -1158,13 +1261,15 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 														 copy->def.library,
 														 copy->def.function));
 			else if (copy->def.command[0] != '\0')
-				values[6] = CStringGetTextDatum(copy->def.command);
+				values[6] = CStringGetTextDatum(dynbgw_text_for_session(copy->def.command,
+																		copy->def.encoding));
 			else
 				nulls[6] = true;
-			values[10] = CStringGetTextDatum(copy->last_error);
+			values[10] = CStringGetTextDatum(dynbgw_text_for_session(copy->last_error,
+																	 copy->error_encoding));
 			nulls[10] = (copy->last_error[0] == '\0');
 		}
-		values[7] = dynbgw_interval_datum(copy->def.naptime_us);
+		values[7] = IntervalPGetDatum(&copy->def.naptime);
 		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
 		values[8] = Int64GetDatum(copy->runs);
 		values[9] = Int64GetDatum(copy->failures);

@@ -23,6 +23,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "dynbgw_compat.h"
+
 /* Longest SQL command a worker runs, in bytes, terminator included. */
 #define DYNBGW_MAX_COMMAND		8192
 
@@ -57,6 +59,8 @@ typedef struct DynbgwDefinition
 	Oid			dboid;			/* InvalidOid: not connected to a database */
 	Oid			roleoid;
 	int64		naptime_us;
+	Interval	naptime;		/* as given, for display */
+	int			encoding;		/* of the command: its database's */
 	int64		max_runs;		/* exit after this many runs; 0: never */
 	int			restart_s;		/* restart delay after a crash, or
 								 * BGW_NEVER_RESTART */
@@ -90,6 +94,7 @@ typedef struct DynbgwSlot
 	int64		last_duration_us;
 	TimestampTz next_run;		/* 0: none planned */
 	int			error_code;		/* SQLSTATE of last_error */
+	int			error_encoding; /* of last_error */
 	char		last_error[DYNBGW_MAX_ERROR];
 
 	/* Broadcast when the worker becomes ready and when it is gone. */
@@ -137,6 +142,7 @@ extern void dynbgw_save_worker(int n, const DynbgwSlot *slot);
 extern bool dynbgw_load_worker(int n, uint64 generation,
 							   DynbgwSavedWorker *saved);
 extern void dynbgw_forget_worker(int n);
+extern void dynbgw_set_error(DynbgwSlot *slot, int code, const char *message);
 
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 

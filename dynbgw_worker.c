@@ -48,10 +48,38 @@ static int64 my_runs;			/* runs done, counting those before a restart */
 
 static volatile sig_atomic_t stop_requested = false;
 
+/*
+ * Cancels (SIGINT, statement_timeout) and stops (SIGTERM) interrupt a run
+ * only: between runs there is nothing to cancel, and an error raised there
+ * would end the process with a status that makes the postmaster restart it.
+ */
+static volatile sig_atomic_t in_run = false;
+
 /* The last error this process reported, for a launcher still waiting. */
 static int	last_error_code;
 static char last_error[DYNBGW_MAX_ERROR];
 static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/* Cancel the run in progress, if any.  Called from signal handlers. */
+static void
+dynbgw_cancel_run(void)
+{
+	if (in_run)
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
+	SetLatch(MyLatch);
+}
+
+static void
+dynbgw_sigint(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	dynbgw_cancel_run();
+	errno = save_errno;
+}
 
 static void
 dynbgw_sigterm(SIGNAL_ARGS)
@@ -59,10 +87,7 @@ dynbgw_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	stop_requested = true;
-	/* Cancel a run in progress, so that the loop sees the request at once. */
-	InterruptPending = true;
-	QueryCancelPending = true;
-	SetLatch(MyLatch);
+	dynbgw_cancel_run();
 	errno = save_errno;
 }
 
@@ -104,8 +129,7 @@ dynbgw_worker_exit(int code, Datum arg)
 		if (last_error[0] != '\0' &&
 			(my_slot->ready_pid == 0 || my_slot->state == DYNBGW_RUNNING))
 		{
-			my_slot->error_code = last_error_code;
-			strlcpy(my_slot->last_error, last_error, DYNBGW_MAX_ERROR);
+			dynbgw_set_error(my_slot, last_error_code, last_error);
 		}
 		if (my_slot->state == DYNBGW_RUNNING && code != 0)
 		{
@@ -252,8 +276,7 @@ dynbgw_report_run_end(TimestampTz started, ErrorData *edata)
 	if (edata != NULL)
 	{
 		my_slot->failures++;
-		my_slot->error_code = edata->sqlerrcode;
-		strlcpy(my_slot->last_error, edata->message, DYNBGW_MAX_ERROR);
+		dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
 	}
 	LWLockRelease(&reg->lock);
 }
@@ -318,8 +341,7 @@ dynbgw_run_command(const char *command)
 						  CreateCommandTag(parsetree->stmt), plantrees, NULL);
 		PortalStart(portal, NULL, 0, InvalidSnapshot);
 		receiver = CreateDestReceiver(DestNone);
-		(void) PortalRun(portal, FETCH_ALL,
-						 list_length(parsetrees) == 1, true,
+		(void) PortalRun(portal, FETCH_ALL, list_length(parsetrees) == 1,
 						 receiver, receiver, &qc);
 		receiver->rDestroy(receiver);
 		PortalDrop(portal, false);
@@ -343,12 +365,15 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
 	dynbgw_report_run_start(started);
 	if (def->command[0] != '\0')
 	{
+		in_run = true;
 		PG_TRY();
 		{
 			dynbgw_run_command(def->command);
 		}
 		PG_CATCH();
 		{
+			in_run = false;
+			QueryCancelPending = false;
 			MemoryContextSwitchTo(run_context);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -357,6 +382,9 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		PG_END_TRY();
+		in_run = false;
+		/* a cancel that came too late to cancel anything */
+		QueryCancelPending = false;
 	}
 
 	if (edata != NULL && !stop_requested)
@@ -400,11 +428,8 @@ dynbgw_sleep_until(TimestampTz wake_at)
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 Min(remaining_us / 1000, 3600 * 1000L),
-							 PG_WAIT_EXTENSION);
+							 dynbgw_wait_event(DYNBGW_WAIT_NAP));
 		ResetLatch(MyLatch);
-
-		/* Between runs a cancel has nothing to cancel. */
-		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 	}
 }
@@ -456,8 +481,9 @@ dynbgw_call_entry_point(const DynbgwDefinition *def)
 {
 	bgworker_main_type entry;
 
-	entry = (bgworker_main_type)
-		load_external_function(def->library, def->function, true, NULL);
+	entry = DYNBGW_ENTRY_POINT(load_external_function(def->library,
+													  def->function,
+													  true, NULL));
 	/* The entry point sees its argument where it would if registered. */
 	MyBgworkerEntry->bgw_main_arg = Int64GetDatum(def->arg);
 	dynbgw_report_ready(DYNBGW_RUNNING, 0);
@@ -474,6 +500,7 @@ dynbgw_worker_main(Datum main_arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGINT, dynbgw_sigint);
 	pqsignal(SIGTERM, dynbgw_sigterm);
 	BackgroundWorkerUnblockSignals();
 	prev_emit_log_hook = emit_log_hook;
@@ -485,14 +512,16 @@ dynbgw_worker_main(Datum main_arg)
 
 	if (def->kind == DYNBGW_KIND_FUNCTION)
 	{
-		/* Foreign code expects the usual bgworker SIGTERM behaviour. */
+		/* Foreign code expects the usual signal handling. */
+		pqsignal(SIGINT, StatementCancelHandler);
 		pqsignal(SIGTERM, die);
 		if (stop_requested)
 			proc_exit(0);
 	}
 
 	if (OidIsValid(def->dboid))
-		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid, 0);
+		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid,
+												  DYNBGW_CONNECT_FLAGS);
 	snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
 	SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
 
@@ -527,7 +556,7 @@ dynbgw_sleep_main(Datum main_arg)
 				break;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
+						 wait_ms, dynbgw_wait_event(DYNBGW_WAIT_NAP));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -1,0 +1,198 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_compat.h
+ *		Every difference between the PostgreSQL versions dynbgw builds on
+ *		(13 to 18), in one place.
+ *
+ * The code is written against the newest servers' API.  For older servers
+ * the macros and inline functions here map it onto what they have, and
+ * what only newer servers offer is announced by a DYNBGW_HAVE_... macro.
+ * Nothing else in dynbgw tests PG_VERSION_NUM.  test/compile-check compiles
+ * both files against the headers of 13, 15, 17 and 18.
+ *
+ * Included by dynbgw.h, after postgres.h.  Where a macro here takes the
+ * name of a server function, the header declaring that function is
+ * included first, so that its declaration is not rewritten.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef DYNBGW_COMPAT_H
+#define DYNBGW_COMPAT_H
+
+#include "postmaster/bgworker.h"
+
+/* ---- changed in 14 ---- */
+
+/*
+ * TimestampDifferenceMilliseconds() came with 14 and was back-patched into a
+ * 13 minor release (late 2020); before 13.2, use this copy, which also
+ * takes the place of the server's where both exist.
+ */
+#if PG_VERSION_NUM < 130002
+#include "utils/timestamp.h"
+static inline long
+dynbgw_timestamp_difference_ms(TimestampTz start_time, TimestampTz stop_time)
+{
+	TimestampTz diff = stop_time - start_time;
+
+	if (diff <= 0)
+		return 0;
+	/* Round up, and clamp to what WaitLatch() accepts, as newer ones do. */
+	if (diff / 1000 >= INT_MAX)
+		return (long) INT_MAX;
+	return (long) ((diff + 999) / 1000);
+}
+#define TimestampDifferenceMilliseconds dynbgw_timestamp_difference_ms
+#endif
+
+/* 14 renamed the predefined roles' OIDs and gave raw_parser() a mode. */
+#if PG_VERSION_NUM < 140000
+#include "catalog/pg_authid.h"
+#include "parser/parser.h"
+#define ROLE_PG_READ_ALL_STATS	DEFAULT_ROLE_READ_ALL_STATS
+#define ROLE_PG_SIGNAL_BACKEND	DEFAULT_ROLE_SIGNAL_BACKENDID
+#define RAW_PARSE_DEFAULT		0
+#define raw_parser(str, mode)	raw_parser(str)
+#endif
+
+/*
+ * load_external_function() returns PGFunction in 13 and void * from 14.
+ * Converting either to an entry point through the generic function pointer
+ * type keeps -Wcast-function-type quiet.
+ */
+#define DYNBGW_ENTRY_POINT(ptr) \
+	((bgworker_main_type) (void (*) (void)) (ptr))
+
+/* ---- changed in 15 ---- */
+
+#if PG_VERSION_NUM < 150000
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/tuplestore.h"
+
+/* 15 renamed EmitWarningsOnPlaceholders(), keeping the old name. */
+#define MarkGUCPrefixReserved(prefix)	EmitWarningsOnPlaceholders(prefix)
+
+/* 15 renamed pg_analyze_and_rewrite(); same arguments. */
+#define pg_analyze_and_rewrite_fixedparams	pg_analyze_and_rewrite
+
+/*
+ * 15's helper that sets up a set-returning function in materialize mode:
+ * check the caller takes a tuplestore, then make it and the tuple
+ * descriptor in the per-query context.
+ */
+#define MAT_SRF_USE_EXPECTED_DESC	0x01
+#define MAT_SRF_BLESS				0x02
+
+static inline void
+InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcontext;
+	TupleDesc	tupdesc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize) ||
+		((flags & MAT_SRF_USE_EXPECTED_DESC) && rsinfo->expectedDesc == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+
+	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (flags & MAT_SRF_USE_EXPECTED_DESC)
+		tupdesc = CreateTupleDescCopy(rsinfo->expectedDesc);
+	else if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (flags & MAT_SRF_BLESS)
+		BlessTupleDesc(tupdesc);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult =
+		tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+							  false, work_mem);
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(oldcontext);
+}
+#endif
+
+/* ---- changed in 16 ---- */
+
+#if PG_VERSION_NUM < 160000
+#include "catalog/pg_database.h"
+#include "utils/acl.h"
+
+/* 16 declares _PG_init() in fmgr.h. */
+extern PGDLLEXPORT void _PG_init(void);
+
+/*
+ * 16 replaced the per-class ACL checks by object_aclcheck().  dynbgw only
+ * checks databases, which the static assertion holds it to.
+ */
+#define object_aclcheck(classid, objectid, roleid, mode) \
+	(StaticAssertExpr((classid) == DatabaseRelationId, \
+					  "only database ACL checks are mapped"), \
+	 pg_database_aclcheck(objectid, roleid, mode))
+
+/*
+ * 16 split role membership into INHERIT and SET options; before, a member
+ * could always SET ROLE, which is what dynbgw asks.
+ */
+#define member_can_set_role(member, role)	is_member_of_role(member, role)
+#endif
+
+/* ---- new in 17 ---- */
+
+#if PG_VERSION_NUM >= 170000
+#include "storage/dsm_registry.h"
+#include "utils/wait_event.h"
+
+/* 17's registry of named dynamic shared memory segments. */
+#define DYNBGW_HAVE_NAMED_DSM
+
+/* 17 lets a background worker connect as a role without LOGIN. */
+#define DYNBGW_CONNECT_FLAGS	BGWORKER_BYPASS_ROLELOGINCHECK
+#else
+#define DYNBGW_CONNECT_FLAGS	0
+#endif
+
+/*
+ * What dynbgw's processes wait for, shown in pg_stat_activity.wait_event:
+ * custom wait events on 17+, plain "Extension" before.
+ */
+typedef enum DynbgwWaitEvent
+{
+	DYNBGW_WAIT_NAP,			/* a worker sleeping between runs */
+	DYNBGW_WAIT_LAUNCH,			/* a launcher waiting for its worker */
+	DYNBGW_WAIT_STOP			/* a stopper waiting for a worker to go */
+} DynbgwWaitEvent;
+
+#if PG_VERSION_NUM >= 170000
+static inline uint32
+dynbgw_wait_event(DynbgwWaitEvent event)
+{
+	static const char *const names[] = {"DynbgwNap", "DynbgwLaunch", "DynbgwStop"};
+	static uint32 ids[lengthof(names)];
+
+	/* Each process looks a name up once; it has one ID server-wide. */
+	if (ids[event] == 0)
+		ids[event] = WaitEventExtensionNew(names[event]);
+	return ids[event];
+}
+#else
+#define dynbgw_wait_event(event)	PG_WAIT_EXTENSION
+#endif
+
+/* ---- changed in 18 ---- */
+
+/* 18 dropped PortalRun()'s run_once argument; dynbgw runs a portal once. */
+#if PG_VERSION_NUM < 180000
+#include "tcop/pquery.h"
+#define PortalRun(portal, count, isTopLevel, dest, altdest, qc) \
+	PortalRun(portal, count, isTopLevel, true, dest, altdest, qc)
+#endif
+
+#endif							/* DYNBGW_COMPAT_H */
