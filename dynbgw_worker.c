@@ -519,11 +519,14 @@ dynbgw_worker_main(Datum main_arg)
 			proc_exit(0);
 	}
 
+	/* Only a connected worker has a session to name. */
 	if (OidIsValid(def->dboid))
+	{
 		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid,
 												  DYNBGW_CONNECT_FLAGS);
-	snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
-	SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
+		snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
+		SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
+	}
 
 	if (def->kind == DYNBGW_KIND_FUNCTION)
 	{
