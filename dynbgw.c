@@ -596,6 +596,14 @@ dynbgw_abandon_launch(int code, Datum arg)
 		TerminateBackgroundWorker(launch->handle);
 }
 
+static void
+dynbgw_launch_stopped(int n)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("dynbgw worker %d was stopped before it was ready", n)));
+}
+
 /*
  * Register the worker with the postmaster.  When all background worker
  * slots are taken, retry until the deadline: nothing tells us when one is
@@ -604,6 +612,7 @@ dynbgw_abandon_launch(int code, Datum arg)
 static void
 dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 {
+	DynbgwSlot *slot = &dynbgw_reg->slots[launch->n - 1];
 	BackgroundWorker worker;
 	DynbgwWorkerArgs args;
 
@@ -625,6 +634,13 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 	while (!RegisterDynamicBackgroundWorker(&worker, &launch->handle))
 	{
 		long		remaining_ms;
+		bool		stopped;
+
+		LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+		stopped = slot->stop_requested;
+		LWLockRelease(&dynbgw_reg->lock);
+		if (stopped)
+			dynbgw_launch_stopped(launch->n);
 
 		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 													   deadline);
@@ -640,6 +656,11 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+
+	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
+	memcpy(&slot->bgw_handle, launch->handle, sizeof(DynbgwHandle));
+	slot->have_handle = true;
+	LWLockRelease(&dynbgw_reg->lock);
 }
 
 /*
@@ -657,6 +678,7 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		BgwHandleStatus status;
 		pid_t		bgpid;
 		int			ready_pid;
+		bool		stopped;
 		int			error_code;
 		int			error_encoding;
 		char		error[DYNBGW_MAX_ERROR];
@@ -667,13 +689,17 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
 		Assert(slot->generation == launch->generation);
 		ready_pid = slot->ready_pid;
+		stopped = slot->stop_requested;
+
+		/* Once ready, what happens to it is no longer the launch's doing. */
 		if (ready_pid != 0 && slot->state != DYNBGW_EXITED)
 		{
 			slot->launcher_latch = NULL;
 			LWLockRelease(&dynbgw_reg->lock);
 			return ready_pid;
 		}
-		if (slot->state == DYNBGW_EXITED || status == BGWH_STOPPED)
+		if (slot->state == DYNBGW_EXITED || slot->state == DYNBGW_RESTARTING ||
+			status == BGWH_STOPPED || (stopped && slot->pid == 0))
 		{
 			error_code = slot->error_code;
 			error_encoding = slot->error_encoding;
@@ -687,6 +713,8 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 			/* A worker that was ready and is already done did start. */
 			if (ready_pid != 0)
 				return ready_pid;
+			if (stopped)
+				dynbgw_launch_stopped(launch->n);
 			if (error[0] != '\0')
 				ereport(ERROR,
 						(errcode(error_code),
@@ -789,10 +817,21 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	slot->stop_requested = true;
 	if (slot->state == DYNBGW_RESTARTING)
 	{
+		DynbgwHandle handle = slot->bgw_handle;
+		bool		have_handle = slot->have_handle;
+
 		slot->state = DYNBGW_FREE;
 		dynbgw_forget_worker(n);
 		LWLockRelease(&dynbgw_reg->lock);
 		ConditionVariableBroadcast(&slot->state_cv);
+
+		/*
+		 * Free its background worker slot now rather than when the restart
+		 * was due.  Without a handle (a crash-restart dropped it) the
+		 * restarted process finds its slot gone and exits at once.
+		 */
+		if (have_handle)
+			TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
 		return true;
 	}
 
@@ -905,6 +944,7 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->pid = 0;
 	slot->ready_pid = 0;
 	slot->stop_requested = false;
+	slot->have_handle = false;
 	slot->launcher_latch = MyLatch;
 	slot->runs = 0;
 	slot->failures = 0;

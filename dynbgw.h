@@ -85,6 +85,8 @@ typedef struct DynbgwSlot
 	int			ready_pid;		/* the worker's PID once it was ready */
 	int			last_pid;		/* the PID of the last worker that left */
 	bool		stop_requested;
+	bool		have_handle;	/* false after a crash-restart */
+	DynbgwHandle bgw_handle;	/* the postmaster's registration */
 	Latch	   *launcher_latch; /* set on the worker's progress; NULL once
 								 * the launcher no longer waits */
 	int64		runs;

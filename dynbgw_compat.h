@@ -21,6 +21,18 @@
 
 #include "postmaster/bgworker.h"
 
+/*
+ * BackgroundWorkerHandle is opaque, but has been a slot number and that
+ * slot's generation ever since dynamic background workers came (9.4), and it
+ * means the same in every process.  dynbgw keeps a copy in its registry so
+ * that any session, not only the launcher, can cancel a pending restart.
+ */
+typedef struct DynbgwHandle
+{
+	int			slot;
+	uint64		generation;
+} DynbgwHandle;
+
 /* ---- changed in 14 ---- */
 
 /*

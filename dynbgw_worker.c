@@ -140,10 +140,10 @@ dynbgw_worker_exit(int code, Datum arg)
 		my_slot->last_pid = MyProcPid;
 		my_slot->next_run = 0;
 		launcher_latch = my_slot->launcher_latch;
-		if (launcher_latch)
-			my_slot->state = DYNBGW_EXITED;
-		else if (restartable && code != 0 && !my_slot->stop_requested)
+		if (restartable && code != 0 && !my_slot->stop_requested)
 			my_slot->state = DYNBGW_RESTARTING;
+		else if (launcher_latch)
+			my_slot->state = DYNBGW_EXITED;
 		else
 		{
 			my_slot->state = DYNBGW_FREE;
@@ -193,6 +193,7 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 		slot->launched_by_pid = saved->launched_by_pid;
 		slot->state = DYNBGW_RESTARTING;
 		slot->stop_requested = false;
+		slot->have_handle = false;
 		slot->launcher_latch = NULL;
 		slot->runs = slot->failures = 0;
 		slot->last_started = slot->last_finished = slot->next_run = 0;
