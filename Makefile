@@ -9,6 +9,7 @@ REGRESS = setup launch stop workers jobs security
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw
+TAP_TESTS = 1
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,0 +1,339 @@
+
+# Copyright (c) dynbgw authors
+
+# Restarts of dynbgw workers launched with restart => interval.
+#
+# - kill -9 of any worker makes the postmaster reinitialize the whole server
+#   (a crash-restart).  Workers with a restart delay come back with the same
+#   number and definition; workers without one do not; no stale rows remain.
+# - A worker that exits with FATAL (exit status 1) is restarted by the
+#   postmaster after its delay, rounded up to whole seconds; in between its
+#   row says 'restarting' with no PID.
+# - dynbgw_stop(n => N) cancels a pending restart.
+# - A clean server restart ends every worker for good: dynamic background
+#   workers do not survive the postmaster, whatever their restart delay.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $node = PostgreSQL::Test::Cluster->new('main');
+$node->init;
+# PostgreSQL::Test::Cluster turns restart_after_crash off; crash-restarts
+# are what part 1 is about.
+$node->append_conf('postgresql.conf',
+	"max_worker_processes = 32\ndynbgw.max_workers = 8\nrestart_after_crash = on"
+);
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+
+# Run $sql expecting an error; return psql's stderr, which with
+# VERBOSITY verbose reads "ERROR:  <SQLSTATE>: <message>".
+sub psql_error
+{
+	my ($sql) = @_;
+	my ($ret, $stdout, $stderr) =
+	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
+	isnt($ret, 0, "fails: $sql");
+	return $stderr;
+}
+
+# Check for $seconds that $query keeps returning $expected, every 250 ms.
+# Used where the assertion is that something does NOT happen (a worker
+# that must not come back), so the wait is bounded by nature; $seconds is
+# chosen well above the restart delay in question.
+sub stays
+{
+	my ($query, $expected, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	while (time() < $deadline)
+	{
+		my $got = $node->safe_psql('postgres', $query);
+		if ($got ne $expected)
+		{
+			diag "got \"$got\" instead of \"$expected\" for: $query";
+			return 0;
+		}
+		usleep(250_000);
+	}
+	return 1;
+}
+
+# kill -9 a process of the server and wait until the server has
+# reinitialized and accepts queries again.
+sub crash_restart
+{
+	my ($pid) = @_;
+	my $offset = -s $node->logfile;
+	ok(kill('KILL', $pid), "kill -9 $pid");
+	$node->wait_for_log(qr/all server processes terminated; reinitializing/,
+		$offset);
+	ok($node->poll_query_until('postgres', 'SELECT true'),
+		'server is back after the crash-restart');
+}
+
+# No stale rows: every listed worker has the PID of a live dynbgw process.
+my $no_stale_rows = q{
+	SELECT count(*) FILTER (WHERE a.pid IS NULL) = 0
+	FROM dynbgw_workers w
+	LEFT JOIN pg_stat_activity a ON a.pid = w.pid AND a.backend_type = 'dynbgw'};
+
+# What must survive a crash-restart unchanged.
+my $definition = q{
+	SELECT n, kind, command, naptime, database, role, restart, max_runs,
+	       launched_at, launched_by_pid
+	FROM dynbgw_workers WHERE n = 1};
+
+###########################################################################
+# 1. Crash-restarts.
+#
+# Worker 1 has restart => '1 s' and runs as role alice in database appdb,
+# inserting into a table there; worker 2 has no restart delay.  Killing
+# worker 1 with SIGKILL crash-restarts the server: worker 1 comes back with
+# its definition and a new PID and goes on inserting, worker 2 is gone.
+# Then a second crash-restart, caused by killing a worker without a restart
+# delay: worker 1 comes back again.
+###########################################################################
+
+$node->safe_psql(
+	'postgres', q{
+	CREATE ROLE alice LOGIN;
+	CREATE DATABASE appdb;});
+$node->safe_psql(
+	'appdb', q{
+	CREATE TABLE ticks (who name, t timestamptz);
+	ALTER TABLE ticks OWNER TO alice;});
+
+my $pid1 = $node->safe_psql(
+	'postgres',
+	q{SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user, now())',
+	                       naptime => '200 ms', database => 'appdb',
+	                       role => 'alice', restart => '1 s')});
+my $pid2 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(2, 'SELECT 1', naptime => '1 hour')});
+ok($node->poll_query_until('appdb', 'SELECT count(*) >= 1 FROM ticks'),
+	'worker 1 runs');
+my $def_before = $node->safe_psql('postgres', $definition);
+
+crash_restart($pid1);
+
+ok( $node->poll_query_until(
+		'postgres', q{
+	SELECT pid IS NOT NULL AND state IN ('idle', 'running')
+	FROM dynbgw_workers WHERE n = 1}),
+	'worker 1, with a restart delay, came back after the crash-restart');
+my $pid1_after = $node->safe_psql('postgres',
+	'SELECT pid FROM dynbgw_workers WHERE n = 1');
+isnt($pid1_after, $pid1, 'with a new PID');
+is($node->safe_psql('postgres', $definition),
+	$def_before, 'with the same number, command, naptime, database and role');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers WHERE n = 2'),
+	'0', 'worker 2, without a restart delay, did not come back');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
+	'1', 'only worker 1 is listed');
+is($node->safe_psql('postgres', $no_stale_rows), 't', 'no stale rows');
+
+# It really runs again, as alice in appdb.
+my $ticks = $node->safe_psql('appdb', 'SELECT count(*) FROM ticks');
+ok( $node->poll_query_until(
+		'appdb', 'SELECT count(*) >= ' . ($ticks + 2) . ' FROM ticks'),
+	'the restarted worker runs its command again');
+is($node->safe_psql('appdb', 'SELECT string_agg(DISTINCT who, \',\') FROM ticks'),
+	'alice', 'as its role');
+
+# Second crash-restart, caused by a worker without a restart delay.
+my $pid3 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(3, 'SELECT 1', naptime => '1 hour')});
+crash_restart($pid3);
+ok( $node->poll_query_until(
+		'postgres', qq{
+	SELECT pid IS NOT NULL AND pid <> $pid1_after AND state IN ('idle', 'running')
+	FROM dynbgw_workers WHERE n = 1}),
+	'worker 1 came back after a second crash-restart');
+is($node->safe_psql('postgres', $definition),
+	$def_before, 'again with the same definition');
+is( $node->safe_psql(
+		'postgres', 'SELECT string_agg(n::text, \',\') FROM dynbgw_workers'),
+	'1',
+	'worker 3, whose kill caused the crash, did not come back');
+is($node->safe_psql('postgres', $no_stale_rows), 't', 'no stale rows');
+
+is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)'),
+	't', 'stopped worker 1');
+
+###########################################################################
+# 2. Restart after a FATAL exit.
+#
+# The command turns exit_on_error on for its session and divides by the
+# number of rows in gate: fine while gate has a row.  Emptying gate turns
+# the next run's division by zero into FATAL, and the worker exits with
+# status 1; the postmaster restarts it after restart => '2500 ms', rounded
+# up to 3 s.  Meanwhile the row says 'restarting', with no PID, and the
+# failed run is counted.  gate is refilled while it waits, so the restarted
+# worker stays up.
+###########################################################################
+
+$node->safe_psql('postgres',
+	'CREATE TABLE gate (i int); INSERT INTO gate VALUES (1)');
+my $fatal_cmd =
+  q{SET exit_on_error = on; SELECT 1/(SELECT count(*) FROM gate)};
+my $pid4 = $node->safe_psql('postgres',
+	qq{SELECT dynbgw_launch(4, '$fatal_cmd', naptime => '200 ms',
+	                        restart => '2500 ms')});
+is($node->safe_psql('postgres', 'SELECT restart FROM dynbgw_workers WHERE n = 4'),
+	'00:00:03', 'the restart delay is rounded up to whole seconds');
+ok( $node->poll_query_until(
+		'postgres', 'SELECT runs >= 1 FROM dynbgw_workers WHERE n = 4'),
+	'worker 4 runs');
+
+my $offset = -s $node->logfile;
+$node->safe_psql('postgres', 'DELETE FROM gate');
+ok( $node->poll_query_until(
+		'postgres', q{
+	SELECT state = 'restarting' AND pid IS NULL
+	FROM dynbgw_workers WHERE n = 4}),
+	"after a FATAL exit the worker is 'restarting' without a PID");
+my $exit_log = $node->wait_for_log(
+	qr/background worker "dynbgw" \(PID $pid4\) exited with exit code 1/,
+	$offset);
+pass('the worker exited with status 1');
+
+# While it waits to be restarted, the number is taken but has no PID.
+is( $node->safe_psql(
+		'postgres', q{
+	SELECT failures, last_error, runs >= 2
+	FROM dynbgw_workers WHERE n = 4}),
+	'1|division by zero|t',
+	'the fatal run counts as a failure and keeps its error');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT dynbgw_launch(4, 'SELECT 1', if_running => 'skip') IS NULL}),
+	't',
+	"if_running => 'skip' returns NULL for a worker waiting to restart");
+my $err = psql_error(q{SELECT dynbgw_launch(4, 'SELECT 1');});
+like(
+	$err,
+	qr/ERROR:  42710: dynbgw worker 4 is already running.*\nDETAIL:  Its state is "restarting"\./s,
+	"if_running => 'error' fails with 42710 for a worker waiting to restart");
+$node->safe_psql('postgres', 'INSERT INTO gate VALUES (1)');
+
+ok( $node->poll_query_until(
+		'postgres', qq{
+	SELECT pid IS NOT NULL AND pid <> $pid4 AND state IN ('idle', 'running')
+	FROM dynbgw_workers WHERE n = 4}),
+	'the postmaster restarted the worker, with a new PID');
+my ($pid4_after, $runs) = split /\|/,
+  $node->safe_psql('postgres',
+	'SELECT pid, runs FROM dynbgw_workers WHERE n = 4');
+is( $node->safe_psql(
+		'postgres', q{SELECT command, restart FROM dynbgw_workers WHERE n = 4}),
+	"$fatal_cmd|00:00:03",
+	'with the same definition');
+ok( $node->poll_query_until(
+		'postgres',
+		'SELECT runs >= ' . ($runs + 2) . ' FROM dynbgw_workers WHERE n = 4'),
+	'the restarted worker runs again');
+is($node->safe_psql('postgres', 'SELECT failures FROM dynbgw_workers WHERE n = 4'),
+	'1', 'counters carry over the restart: still 1 failure');
+
+# The restart honoured the delay: the new process started about 3 s after
+# the old one exited (log line timestamp vs. backend_start).
+my ($exit_ts) = slurp_file($node->logfile, $offset) =~
+  /^(\S+ \S+ \S+) \[\d+\] LOG:  background worker "dynbgw" \(PID $pid4\) exited/m;
+my $delay = $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM backend_start - '$exit_ts'::timestamptz)
+	 FROM pg_stat_activity WHERE pid = $pid4_after");
+note "restarted ${delay} s after the exit";
+cmp_ok($delay, '>=', 2.9, 'the restart waited for the delay');
+cmp_ok($delay, '<', 10, 'and not much longer');
+
+is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4)'),
+	't', 'stopped worker 4');
+
+###########################################################################
+# 3. dynbgw_stop(n => N) while 'restarting' cancels the restart.
+#
+# The state is read and the stop issued in one statement, so the stop hits
+# the 'restarting' state (the 2 s delay leaves ample time); that it did is
+# confirmed by the log: a worker stopped while running logs "dynbgw worker
+# 5 stopped", one forgotten while waiting to restart has no process to log
+# anything.  gate is refilled right after the stop, so a worker that
+# wrongly came back would stay up and be seen; it is watched for 4 s,
+# twice its delay.
+###########################################################################
+
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(5, 'SET exit_on_error = on; SELECT 1/(SELECT count(*) FROM gate)',
+	                       naptime => '200 ms', restart => '2 s')});
+ok( $node->poll_query_until(
+		'postgres', 'SELECT runs >= 1 FROM dynbgw_workers WHERE n = 5'),
+	'worker 5 runs');
+$offset = -s $node->logfile;
+$node->safe_psql('postgres', 'DELETE FROM gate');
+ok( $node->poll_query_until(
+		'postgres',
+		q{SELECT CASE WHEN state = 'restarting' THEN dynbgw_stop(n => 5) END
+		  FROM dynbgw_workers WHERE n = 5}),
+	"dynbgw_stop(n => 5) of a 'restarting' worker returns true");
+$node->safe_psql('postgres', 'INSERT INTO gate VALUES (1)');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
+	'0', 'the view is empty right after the stop');
+ok( stays(
+		q{SELECT (SELECT count(*) FROM dynbgw_workers)
+		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
+		'0', 4),
+	'the stopped worker is never restarted');
+unlike(
+	slurp_file($node->logfile, $offset),
+	qr/dynbgw worker 5 stopped/,
+	'the stop found the worker waiting to restart, not running');
+
+###########################################################################
+# 4. A clean server restart: a worker with restart => '1 s' is stopped by
+# the shutdown and does not come back (documented behaviour: dynamic
+# background workers are registered with the postmaster, which a restart
+# replaces).
+###########################################################################
+
+my $pid6 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(6, 'SELECT 1', naptime => '1 s', restart => '1 s')});
+like($pid6, qr/^\d+$/, 'worker 6 with restart launched');
+$node->restart;
+ok( stays(
+		q{SELECT (SELECT count(*) FROM dynbgw_workers)
+		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
+		'0', 3),
+	'after a clean restart the worker does not come back');
+
+###########################################################################
+# 5. A worker that dies in its very first run, while its launcher may still
+# be waiting, is restarted all the same: the launch returns its PID and the
+# postmaster keeps starting it again, each time with a new PID, until it is
+# stopped.
+###########################################################################
+
+$offset = -s $node->logfile;
+my $pid7 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(7, 'SET exit_on_error = on; SELECT 1/0',
+	                       naptime => '1 hour', restart => '1 s')});
+like($pid7, qr/^\d+$/, 'worker 7, failing at once, was launched');
+ok( $node->poll_query_until(
+		'postgres', "SELECT pid IS NOT NULL AND pid <> $pid7 FROM dynbgw_workers WHERE n = 7"),
+	'worker 7 was restarted with a new PID');
+ok( $node->poll_query_until(
+		'postgres', "SELECT failures >= 2 FROM dynbgw_workers WHERE n = 7"),
+	'and failed again, still listed');
+is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)'),
+	't', 'stopping worker 7 by number');
+ok( stays(
+		q{SELECT (SELECT count(*) FROM dynbgw_workers)
+		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
+		'0', 3),
+	'worker 7 stays stopped');
+
+$node->stop;
+done_testing();
