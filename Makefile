@@ -21,6 +21,10 @@ $(OBJS) $(OBJS:.o=.bc): dynbgw.h dynbgw_compat.h
 
 # Compile against the headers of every supported server version (13, 15,
 # 17, 18) with warnings as errors.
-.PHONY: compile-check
+.PHONY: compile-check bench
 compile-check:
 	bash test/compile-check
+
+# Measure the installed extension against its baselines (bench/results.md).
+bench:
+	bash bench/run

@@ -1,0 +1,457 @@
+-- bench/bench.sql: helpers that bench/run loads into its throwaway database.
+--
+-- Every duration here is a clock_timestamp() delta taken inside the server,
+-- around the one call being measured, so psql start-up and the client round
+-- trip are never part of it.  Samples go to "sample", scalar results to
+-- "metric"; report() turns both into the Markdown table.
+
+CREATE EXTENSION dynbgw;
+
+-- One row per timed operation, in milliseconds.
+CREATE UNLOGGED TABLE sample (test text NOT NULL, ms float8 NOT NULL);
+-- Rates, sizes and totals, by name.
+CREATE UNLOGGED TABLE metric (key text PRIMARY KEY, val float8);
+-- Run start times written by the schedule-precision worker and its baseline.
+CREATE UNLOGGED TABLE ticks (src text NOT NULL, t timestamptz NOT NULL);
+
+-- ---- small tools ----
+
+CREATE FUNCTION ms(t0 timestamptz, t1 timestamptz) RETURNS float8
+LANGUAGE sql IMMUTABLE AS $$ SELECT extract(epoch FROM t1 - t0)::float8 * 1000 $$;
+
+CREATE FUNCTION put(k text, v float8) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO metric VALUES (k, v)
+    ON CONFLICT (key) DO UPDATE SET val = excluded.val
+$$;
+
+CREATE FUNCTION add(k text, v float8) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO metric VALUES (k, v)
+    ON CONFLICT (key) DO UPDATE SET val = metric.val + excluded.val
+$$;
+
+CREATE FUNCTION m(k text) RETURNS float8
+LANGUAGE sql STABLE AS $$ SELECT val FROM metric WHERE key = k $$;
+
+CREATE FUNCTION pct(t text, p float8) RETURNS float8
+LANGUAGE sql STABLE AS $$
+    SELECT percentile_cont(p) WITHIN GROUP (ORDER BY ms) FROM sample WHERE test = t
+$$;
+
+CREATE FUNCTION cnt(t text) RETURNS bigint
+LANGUAGE sql STABLE AS $$ SELECT count(*) FROM sample WHERE test = t $$;
+
+-- Poll until cond (an SQL boolean expression) holds, failing after timeout:
+-- waits never count on a fixed sleep being long enough.
+CREATE FUNCTION wait_for(cond text, timeout interval DEFAULT '30 s',
+                         poll float8 DEFAULT 0.001) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+    ok boolean;
+BEGIN
+    LOOP
+        -- pg_stat_activity is otherwise frozen for the whole transaction.
+        PERFORM pg_stat_clear_snapshot();
+        EXECUTE 'SELECT ' || cond INTO ok;
+        EXIT WHEN ok;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'timed out after % waiting for: %', timeout, cond;
+        END IF;
+        PERFORM pg_sleep(poll);
+    END LOOP;
+END $$;
+
+CREATE FUNCTION stop_or_fail(pid int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT dynbgw_stop(pid) THEN
+        RAISE EXCEPTION 'dynbgw_stop(%) failed', pid;
+    END IF;
+END $$;
+
+-- ---- 1. launch latency ----
+
+-- Rounds of (idle worker, bare entry point), interleaved so that both see the
+-- same machine state.  Each is stopped outside its timing.  The first rounds
+-- warm up the library, the registry and the caches and are not recorded.
+CREATE FUNCTION bench_launch(k int, warmup int DEFAULT 5) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+    pid int;
+BEGIN
+    FOR i IN 1 .. warmup + k LOOP
+        t0 := clock_timestamp();
+        pid := dynbgw_launch(1);
+        t1 := clock_timestamp();
+        IF i > warmup THEN
+            INSERT INTO sample VALUES ('launch', ms(t0, t1));
+        END IF;
+        PERFORM stop_or_fail(pid);
+
+        t0 := clock_timestamp();
+        pid := dynbgw_launch_function(1, 'dynbgw', 'dynbgw_sleep_main');
+        t1 := clock_timestamp();
+        IF i > warmup THEN
+            INSERT INTO sample VALUES ('fork_floor', ms(t0, t1));
+        END IF;
+        PERFORM stop_or_fail(pid);
+    END LOOP;
+END $$;
+
+-- ---- 2. stop latency ----
+
+-- Stop an idle worker, then one inside pg_sleep(3600); k of each.
+CREATE FUNCTION bench_stop(k int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+    pid int;
+BEGIN
+    FOR i IN 1 .. k LOOP
+        pid := dynbgw_launch(1);
+        t0 := clock_timestamp();
+        PERFORM stop_or_fail(pid);
+        t1 := clock_timestamp();
+        INSERT INTO sample VALUES ('stop_idle', ms(t0, t1));
+
+        -- Ready is not yet running: wait until it really sleeps in the command.
+        pid := dynbgw_launch(1, 'SELECT pg_sleep(3600)');
+        PERFORM wait_for(format('EXISTS (SELECT FROM pg_stat_activity
+                                         WHERE pid = %s AND wait_event = %L)',
+                                pid, 'PgSleep'));
+        t0 := clock_timestamp();
+        PERFORM stop_or_fail(pid);
+        t1 := clock_timestamp();
+        INSERT INTO sample VALUES ('stop_running', ms(t0, t1));
+    END LOOP;
+END $$;
+
+-- The baseline: terminate ordinary backends (all inside pg_sleep) and wait
+-- for each to be gone, the way pg_terminate_backend(pid, timeout) does.
+CREATE FUNCTION bench_terminate(pids int[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+    pid int;
+BEGIN
+    FOREACH pid IN ARRAY pids LOOP
+        t0 := clock_timestamp();
+        IF NOT pg_terminate_backend(pid, 10000) THEN
+            RAISE EXCEPTION 'pg_terminate_backend(%) failed', pid;
+        END IF;
+        t1 := clock_timestamp();
+        INSERT INTO sample VALUES ('terminate', ms(t0, t1));
+    END LOOP;
+END $$;
+
+-- ---- 3. job throughput ----
+
+-- Runs per second of worker wn: its run counter read at two server times.
+-- The pg_sleep only sets the window's rough length; its exact length comes
+-- from the clock.
+CREATE FUNCTION runs_per_s(wn int, secs float8) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE
+    r0 bigint;
+    r1 bigint;
+    t0 timestamptz;
+    t1 timestamptz;
+BEGIN
+    SELECT runs, clock_timestamp() INTO r0, t0 FROM dynbgw_workers WHERE n = wn;
+    PERFORM pg_sleep(secs);
+    SELECT runs, clock_timestamp() INTO r1, t1 FROM dynbgw_workers WHERE n = wn;
+    RETURN (r1 - r0) / (ms(t0, t1) / 1000);
+END $$;
+
+-- The in-server floor: the same statement and a commit per run, with no
+-- process boundary at all.
+CREATE PROCEDURE bench_floor(secs float8)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    t1 timestamptz;
+    runs bigint := 0;
+BEGIN
+    LOOP
+        EXECUTE 'SELECT 1';
+        COMMIT;
+        runs := runs + 1;
+        t1 := clock_timestamp();
+        EXIT WHEN t1 >= t0 + secs * interval '1 second';
+    END LOOP;
+    PERFORM put('floor_rps', runs / (ms(t0, t1) / 1000));
+END $$;
+
+-- ---- 4. schedule precision ----
+
+-- Milliseconds process pid has spent runnable but waiting for a CPU (the
+-- kernel's schedstat run_delay); NULL once the process is gone.  Late runs
+-- with as much CPU wait behind them were late because the CPU was busy.
+CREATE FUNCTION cpu_wait_ms(pid int) RETURNS float8
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN split_part(pg_read_file(format('/proc/%s/schedstat', pid)), ' ', 2)::float8 / 1e6;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END $$;
+
+-- Wait until the process is gone, polling gently, and note how long it
+-- waited for a CPU meanwhile.
+CREATE FUNCTION watch_until_gone(pid int, timeout interval, key text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+    first float8 := cpu_wait_ms(pid);
+    last float8 := first;
+    cur float8;
+BEGIN
+    LOOP
+        cur := cpu_wait_ms(pid);
+        EXIT WHEN cur IS NULL;
+        last := cur;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'process % still there after %', pid, timeout;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    PERFORM put(key, last - first);
+END $$;
+
+-- The baseline: an ordinary session that sleeps with pg_sleep until each
+-- run's start and inserts, one transaction per run like the worker.
+CREATE PROCEDURE bench_sleep_schedule(runs int, naptime interval)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cpu_wait float8 := cpu_wait_ms(pg_backend_pid());
+    start timestamptz := clock_timestamp();
+BEGIN
+    FOR k IN 0 .. runs - 1 LOOP
+        PERFORM pg_sleep(greatest(0, extract(epoch FROM start + k * naptime
+                                                         - clock_timestamp())));
+        INSERT INTO ticks VALUES ('pg_sleep', clock_timestamp());
+        COMMIT;
+    END LOOP;
+    PERFORM put('prec_pg_sleep_cpu_wait', cpu_wait_ms(pg_backend_pid()) - cpu_wait);
+END $$;
+
+-- Run k should start at t_0 + k * naptime; its error is how far it was off.
+CREATE FUNCTION tick_errors(source text, naptime interval)
+RETURNS TABLE (k bigint, err float8)
+LANGUAGE sql STABLE AS $$
+    WITH o AS (SELECT t, row_number() OVER (ORDER BY t) - 1 AS k
+               FROM ticks WHERE src = source)
+    SELECT k, ms(first_value(t) OVER (ORDER BY k) + k * naptime, t)
+    FROM o ORDER BY k
+$$;
+
+CREATE FUNCTION precision_metrics(source text, naptime interval) RETURNS void
+LANGUAGE sql AS $$
+    WITH te AS (SELECT * FROM tick_errors(source, naptime)),
+         mid AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY err) AS med FROM te),
+         e AS (SELECT k, err, err - med AS dev FROM te, mid)
+    SELECT put(p || 'n', count(*)),
+           put(p || 'p50', percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(err))),
+           put(p || 'p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY abs(err))),
+           put(p || 'max', max(abs(err))),
+           put(p || 'drift', (array_agg(err ORDER BY k DESC))[1]
+                             - (array_agg(err ORDER BY k))[1]),
+           -- Least-squares slope over the whole series: drift without the
+           -- jitter of the last run.
+           put(p || 'fit_drift', regr_slope(err, k) * (count(*) - 1)),
+           -- Jitter around the grid the runs actually follow, that is
+           -- without the first run's own lateness.
+           put(p || 'dev_p99', percentile_cont(0.99) WITHIN GROUP (ORDER BY abs(dev))),
+           put(p || 'late_sum', sum(greatest(dev, 0)))
+    FROM e, (SELECT 'prec_' || source || '_' AS p) AS prefix
+    GROUP BY p
+$$;
+
+-- ---- 5. scale ----
+
+-- Launch workers 1..cnt (idle), one after the other; a sample of the total.
+CREATE FUNCTION bench_scale_launch(cnt int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+BEGIN
+    -- Loading the library into this session is not part of any launch.
+    PERFORM dynbgw_pid(1);
+    t0 := clock_timestamp();
+    FOR i IN 1 .. cnt LOOP
+        PERFORM dynbgw_launch(i);
+    END LOOP;
+    INSERT INTO sample VALUES ('scale_launch_' || cnt, ms(t0, clock_timestamp()));
+END $$;
+
+-- One full read of the view, reps times.
+CREATE FUNCTION bench_view(cnt int, reps int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+BEGIN
+    FOR i IN 1 .. reps LOOP
+        t0 := clock_timestamp();
+        PERFORM * FROM dynbgw_workers;
+        t1 := clock_timestamp();
+        INSERT INTO sample VALUES ('view_' || cnt, ms(t0, t1));
+    END LOOP;
+END $$;
+
+-- Stop all cnt workers, one after the other; a sample of the total.
+CREATE FUNCTION bench_scale_stop(cnt int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    pids int[] := ARRAY(SELECT pid FROM dynbgw_workers WHERE pid IS NOT NULL);
+    t0 timestamptz := clock_timestamp();
+    pid int;
+BEGIN
+    IF cardinality(pids) <> cnt THEN
+        RAISE EXCEPTION 'expected % workers, found %', cnt, cardinality(pids);
+    END IF;
+    FOREACH pid IN ARRAY pids LOOP
+        PERFORM stop_or_fail(pid);
+    END LOOP;
+    INSERT INTO sample VALUES ('scale_stop_' || cnt, ms(t0, clock_timestamp()));
+END $$;
+
+-- ---- the report ----
+
+-- About three significant digits.
+CREATE FUNCTION f(x float8) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN x IS NULL THEN NULL
+                WHEN abs(x) >= 100 THEN round(x::numeric)::text
+                WHEN abs(x) >= 10 THEN round(x::numeric, 1)::text
+                WHEN abs(x) >= 1 THEN round(x::numeric, 2)::text
+                ELSE round(x::numeric, 3)::text END
+$$;
+
+-- One table row.  No target: for information only.
+CREATE FUNCTION md(label text, d text, b text, ratio float8, target text, met boolean)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('| %s | %s | %s | %s | %s | %s |', label,
+                  coalesce(d, '—'), coalesce(b, '—'),
+                  coalesce(f(ratio) || '×', '—'), coalesce(target, '—'),
+                  CASE WHEN target IS NULL THEN '—'
+                       WHEN met IS NULL THEN 'n/a'
+                       WHEN met THEN 'yes'
+                       ELSE '**NO**' END)
+$$;
+
+CREATE FUNCTION report() RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+    l50 float8 := pct('launch', 0.5);
+    l95 float8 := pct('launch', 0.95);
+    fl50 float8 := pct('fork_floor', 0.5);
+    fl95 float8 := pct('fork_floor', 0.95);
+    -- pgbench ran in chunks between the launch rounds: pool their means
+    conn float8 := m('conn_total_ms') / m('conn_n');
+    t50 float8 := pct('terminate', 0.5);
+    t95 float8 := pct('terminate', 0.95);
+    rps float8 := m('worker_rps');
+    w text := 'prec_dynbgw_';
+    b text := 'prec_pg_sleep_';
+    per float8;
+    per10 float8;
+    r float8;
+    t text;
+    n int;
+BEGIN
+    RETURN NEXT '| measurement | dynbgw | baseline | ratio | target | met? |';
+    RETURN NEXT '|---|---|---|---|---|---|';
+
+    -- 1. launch latency
+    RETURN NEXT md(format('launch idle worker, p50 ms (n=%s) vs new backend connection (pgbench -C, mean of %s)',
+                          cnt('launch'), m('conn_n')),
+                   f(l50), f(conn), l50 / conn, '≤ 1.1×', l50 / conn <= 1.1);
+    RETURN NEXT md('launch idle worker, p95 ms vs new backend connection (mean)',
+                   f(l95), f(conn), l95 / conn, NULL, NULL);
+    RETURN NEXT md(format('launch idle worker, p50 ms vs fork floor (bare entry point, no database; n=%s)', cnt('fork_floor')),
+                   f(l50), f(fl50), l50 / fl50, NULL, NULL);
+    RETURN NEXT md('launch idle worker, p95 ms vs fork floor p95',
+                   f(l95), f(fl95), l95 / fl95, NULL, NULL);
+    RETURN NEXT md('launch idle worker, p50 ms vs pg_background_launch',
+                   f(l50),
+                   CASE WHEN m('pg_background') > 0
+                        THEN 'installed, not measured'
+                        ELSE 'not installed' END,
+                   NULL, '≤ 0.9×', NULL);
+
+    -- 2. stop latency
+    RETURN NEXT md(format('stop idle worker, p50 ms (n=%s) vs pg_terminate_backend(pid, 10000) of a backend in pg_sleep (n=%s)',
+                          cnt('stop_idle'), cnt('terminate')),
+                   f(pct('stop_idle', 0.5)), f(t50), pct('stop_idle', 0.5) / t50,
+                   '≤ 0.5×', pct('stop_idle', 0.5) / t50 <= 0.5);
+    RETURN NEXT md('stop idle worker, p95 ms vs pg_terminate_backend p95',
+                   f(pct('stop_idle', 0.95)), f(t95), pct('stop_idle', 0.95) / t95, NULL, NULL);
+    RETURN NEXT md(format('stop worker inside pg_sleep(3600), p50 ms (n=%s) vs pg_terminate_backend p50', cnt('stop_running')),
+                   f(pct('stop_running', 0.5)), f(t50), pct('stop_running', 0.5) / t50,
+                   '≤ 0.5×', pct('stop_running', 0.5) / t50 <= 0.5);
+    RETURN NEXT md('stop worker inside pg_sleep(3600), p95 ms vs pg_terminate_backend p95',
+                   f(pct('stop_running', 0.95)), f(t95), pct('stop_running', 0.95) / t95, NULL, NULL);
+
+    -- 3. job throughput
+    RETURN NEXT md('job throughput, runs/s of SELECT 1 with naptime 0 vs pgbench -c1 tps (one open connection)',
+                   f(rps), f(m('pgbench_tps')), rps / m('pgbench_tps'),
+                   '≥ 3×', rps / m('pgbench_tps') >= 3);
+    RETURN NEXT md('job throughput, runs/s vs in-server floor (procedure: EXECUTE ''SELECT 1''; COMMIT)',
+                   f(rps), f(m('floor_rps')), rps / m('floor_rps'),
+                   '≥ 0.5×', rps / m('floor_rps') >= 0.5);
+    RETURN NEXT md('job throughput, runs/s vs psql -c ''SELECT 1'' loop (new connection each run)',
+                   f(rps), f(m('psql_rps')), rps / m('psql_rps'),
+                   '≥ 100×', rps / m('psql_rps') >= 100);
+
+    -- 4. schedule precision; the baseline is for comparison, targets are absolute
+    RETURN NEXT md(format('schedule error abs(t_k − (t_0 + k·100 ms)), p50 ms (n=%s runs) vs a session sleeping with pg_sleep to each start',
+                          m(w || 'n')),
+                   f(m(w || 'p50')), f(m(b || 'p50')), NULL, NULL, NULL);
+    RETURN NEXT md('schedule error, p99 ms', f(m(w || 'p99')), f(m(b || 'p99')), NULL,
+                   '≤ 1 ms', m(w || 'p99') <= 1);
+    RETURN NEXT md('schedule error, max ms', f(m(w || 'max')), f(m(b || 'max')), NULL, NULL, NULL);
+    RETURN NEXT md(format('schedule drift, error of last run − first, ms (least-squares fit over all runs: %s vs %s)',
+                          f(m(w || 'fit_drift')), f(m(b || 'fit_drift'))),
+                   f(m(w || 'drift')), f(m(b || 'drift')), NULL,
+                   'abs(drift) ≤ 1 ms', abs(m(w || 'drift')) <= 1);
+    RETURN NEXT md('schedule jitter around the grid the runs follow (error − median error), p99 ms',
+                   f(m(w || 'dev_p99')), f(m(b || 'dev_p99')), NULL, NULL, NULL);
+    RETURN NEXT md('schedule: ms spent waiting for a CPU during the runs (schedstat), and (ms late beyond the median error, summed)',
+                   format('%s (%s late)', f(m(w || 'cpu_wait')), f(m(w || 'late_sum'))),
+                   format('%s (%s late)', f(m(b || 'cpu_wait')), f(m(b || 'late_sum'))),
+                   NULL, NULL, NULL);
+
+    -- 5. scale: growth is judged per worker, against 10 workers
+    FOREACH t IN ARRAY ARRAY['launch', 'stop'] LOOP
+        per10 := pct('scale_' || t || '_10', 0.5) / 10;
+        FOREACH n IN ARRAY ARRAY[10, 50, 100] LOOP
+            per := pct(format('scale_%s_%s', t, n), 0.5) / n;
+            RETURN NEXT md(format('%s %s idle workers one by one, total ms (ms/worker), median of %s, vs ms/worker at 10',
+                                  CASE t WHEN 'launch' THEN 'launch' ELSE 'stop all' END,
+                                  n, cnt(format('scale_%s_%s', t, n))),
+                           format('%s (%s)', f(per * n), f(per)),
+                           CASE WHEN n > 10 THEN f(per10) END,
+                           CASE WHEN n > 10 THEN per / per10 END,
+                           CASE WHEN n > 10 THEN '≤ 1.5× (linear)' END,
+                           per / per10 <= 1.5);
+        END LOOP;
+    END LOOP;
+    FOREACH n IN ARRAY ARRAY[10, 50, 100] LOOP
+        r := pct('view_' || n, 0.5);
+        RETURN NEXT md(format('SELECT * FROM dynbgw_workers with %s up, ms (µs/worker), median of %s', n, cnt('view_' || n)),
+                       format('%s (%s)', f(r), f(r * 1000 / n)), NULL, NULL, NULL, NULL);
+    END LOOP;
+    FOREACH n IN ARRAY ARRAY[10, 50, 100] LOOP
+        r := m('pss_worker_kb_' || n) / m('pss_backend_kb_' || n);
+        RETURN NEXT md(format('PSS per idle worker, kB, with %s up vs idle backend connection at that time', n),
+                       f(m('pss_worker_kb_' || n)), f(m('pss_backend_kb_' || n)), r,
+                       '≤ 1.2×', r <= 1.2);
+    END LOOP;
+END $$;
