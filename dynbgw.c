@@ -37,16 +37,16 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
-#include "mb/pg_wchar.h"
-#include "utils/syscache.h"
 #include "commands/dbcommands.h"
 #include "common/int.h"
+#include "mb/pg_wchar.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 
 /* waiting for workers */
 #include "pgstat.h"
@@ -226,6 +226,12 @@ dynbgw_state_name(DynbgwState state)
 	return NULL;
 }
 
+static void
+dynbgw_saved_path(char *path, int n)
+{
+	snprintf(path, MAXPGPATH, "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+}
+
 /*
  * Keep a restartable worker's definition on disk, for a worker restarted
  * after a crash-restart emptied the registry.  Written with a rename so a
@@ -251,7 +257,7 @@ dynbgw_save_worker(int n, const DynbgwSlot *slot)
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m",
 						DYNBGW_SAVED_DIR)));
-	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	dynbgw_saved_path(path, n);
 	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
 	fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
@@ -286,7 +292,7 @@ dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 	int			fd;
 	bool		ok;
 
-	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	dynbgw_saved_path(path, n);
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 		return false;
@@ -295,6 +301,16 @@ dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 		saved->generation == generation;
 	CloseTransientFile(fd);
 	return ok;
+}
+
+void
+dynbgw_forget_worker(int n)
+{
+	char		path[MAXPGPATH];
+
+	dynbgw_saved_path(path, n);
+	if (unlink(path) != 0 && errno != ENOENT)
+		elog(LOG, "could not remove file \"%s\": %m", path);
 }
 
 /*
@@ -333,16 +349,6 @@ dynbgw_text_for_session(const char *str, int encoding)
 		}
 	}
 	return copy;
-}
-
-void
-dynbgw_forget_worker(int n)
-{
-	char		path[MAXPGPATH];
-
-	snprintf(path, sizeof(path), "%s/worker_%d", DYNBGW_SAVED_DIR, n);
-	if (unlink(path) != 0 && errno != ENOENT)
-		elog(LOG, "could not remove file \"%s\": %m", path);
 }
 
 /* ---- argument checks ---- */
@@ -448,11 +454,6 @@ dynbgw_database_encoding(Oid dboid)
 	return encoding;
 }
 
-/*
- * Reject a command that cannot run, before a worker exists for it: one that
- * does not parse, is empty, or controls the transaction that the worker
- * opens for each run.
- */
 static void
 dynbgw_command_error_callback(void *arg)
 {
@@ -468,6 +469,11 @@ dynbgw_command_error_callback(void *arg)
 	errcontext("dynbgw command");
 }
 
+/*
+ * Reject a command that cannot run, before a worker exists for it: one that
+ * does not parse, is empty, or controls the transaction that the worker
+ * opens for each run.
+ */
 static void
 dynbgw_check_command(const char *command)
 {
