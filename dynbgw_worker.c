@@ -29,10 +29,10 @@
 #include "parser/analyze.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
-#include "utils/portal.h"
-#include "utils/snapmgr.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
