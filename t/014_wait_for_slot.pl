@@ -103,7 +103,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM dynbgw_workers WHERE n = $
 #
 # The launch runs in a background session.  While it waits, its number is
 # reserved ('starting', no PID) and the session waits on its latch
-# (wait_event 'Extension'); once seen in that state, worker 1 is stopped
+# (wait_event 'Extension', or 'DynbgwLaunch' from 17); once seen in that state, worker 1 is stopped
 # from another session, and the waiting launch must return a PID.
 ###########################################################################
 
@@ -115,7 +115,7 @@ $bg->query_until(qr/launching/,
 ok( $node->poll_query_until(
 		'postgres', qq{
 	SELECT w.state = 'starting' AND w.pid IS NULL AND w.launched_by_pid = $bg_pid
-	       AND a.wait_event = 'Extension'
+	       AND a.wait_event IN ('Extension', 'DynbgwLaunch')
 	FROM dynbgw_workers w, pg_stat_activity a
 	WHERE w.n = $next AND a.pid = $bg_pid}),
 	'the launch waits for a slot, its number reserved');
@@ -158,7 +158,7 @@ $bg->query_until(qr/launching/,
 );
 ok( $node->poll_query_until(
 		'postgres', qq{
-	SELECT w.state = 'starting' AND a.wait_event = 'Extension'
+	SELECT w.state = 'starting' AND a.wait_event IN ('Extension', 'DynbgwLaunch')
 	FROM dynbgw_workers w, pg_stat_activity a
 	WHERE w.n = 8 AND a.pid = $bg_pid}),
 	'a second launch waits for a slot');
@@ -191,7 +191,7 @@ $bg->query_until(qr/launching/,
 );
 ok( $node->poll_query_until(
 		'postgres', qq{
-	SELECT w.state = 'starting' AND a.wait_event = 'Extension'
+	SELECT w.state = 'starting' AND a.wait_event IN ('Extension', 'DynbgwLaunch')
 	FROM dynbgw_workers w, pg_stat_activity a
 	WHERE w.n = 7 AND a.pid = $bg_pid}),
 	'a launch of worker 7 waits for a slot');
