@@ -116,6 +116,8 @@ static void
 dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
 {
 	memset(reg, 0, dynbgw_registry_size(capacity));
+	reg->magic = DYNBGW_REGISTRY_MAGIC;
+	reg->slot_size = sizeof(DynbgwSlot);
 	reg->tranche_id = LWLockNewTrancheId();
 	LWLockInitialize(&reg->lock, reg->tranche_id);
 	reg->capacity = capacity;
@@ -200,6 +202,15 @@ dynbgw_registry(void)
 
 	dynbgw_reg = dsm_segment_address(seg);
 #endif
+	if (dynbgw_reg->magic != DYNBGW_REGISTRY_MAGIC ||
+		dynbgw_reg->slot_size != sizeof(DynbgwSlot))
+	{
+		dynbgw_reg = NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the dynbgw registry was made by another version of dynbgw"),
+				 errhint("Restart the server after installing a new version of dynbgw.")));
+	}
 	LWLockRegisterTranche(dynbgw_reg->tranche_id, "dynbgw");
 	return dynbgw_reg;
 }
@@ -767,12 +778,14 @@ dynbgw_check_may_stop(int n, Oid roleoid)
 }
 
 /*
- * Wait for worker n's slot to move on from what we saw: another generation,
- * or no process and no launch in progress.
+ * Wait until worker n's slot has moved on from what we saw, or the deadline
+ * passes: until the worker with this PID is gone (with PID 0, until the
+ * launch that has not started it yet is given up), or, with launch_decided,
+ * until the launch in progress has succeeded or failed.
  */
 static bool
 dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
-				 TimestampTz deadline)
+				 bool launch_decided, TimestampTz deadline)
 {
 	bool		moved_on = false;
 
@@ -782,9 +795,15 @@ dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
 		long		remaining_ms;
 
 		LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
-		moved_on = slot->generation != generation ||
-			(slot->pid != pid && slot->state != DYNBGW_STARTING) ||
-			slot->state == DYNBGW_FREE;
+		if (slot->generation != generation)
+			moved_on = true;
+		else if (launch_decided)
+			moved_on = slot->state != DYNBGW_STARTING &&
+				slot->state != DYNBGW_EXITED;
+		else if (pid != 0)
+			moved_on = slot->pid != pid;
+		else
+			moved_on = slot->state == DYNBGW_FREE;
 		LWLockRelease(&dynbgw_reg->lock);
 		if (moved_on)
 			break;
@@ -793,7 +812,9 @@ dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
 													   deadline);
 		if (remaining_ms <= 0 ||
 			ConditionVariableTimedSleep(&slot->state_cv, remaining_ms,
-										dynbgw_wait_event(DYNBGW_WAIT_STOP)))
+										dynbgw_wait_event(launch_decided ?
+														  DYNBGW_WAIT_LAUNCH :
+														  DYNBGW_WAIT_STOP)))
 			break;
 	}
 	ConditionVariableCancelSleep();
@@ -853,7 +874,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	}
 	LWLockRelease(&dynbgw_reg->lock);
 
-	if (!dynbgw_wait_slot(slot, generation, pid, deadline))
+	if (!dynbgw_wait_slot(slot, generation, pid, false, deadline))
 		return false;
 
 	/*
@@ -919,8 +940,7 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 		/* A launch in progress elsewhere finishes before we decide. */
 		if (state == DYNBGW_STARTING || state == DYNBGW_EXITED)
 		{
-			(void) dynbgw_wait_slot(slot, generation, pid,
-									DT_NOEND);
+			(void) dynbgw_wait_slot(slot, generation, pid, true, DT_NOEND);
 			continue;
 		}
 		if (if_running == DYNBGW_IF_RUNNING_SKIP)

@@ -105,12 +105,20 @@ typedef struct DynbgwSlot
 
 typedef struct DynbgwRegistry
 {
+	uint32		magic;			/* DYNBGW_REGISTRY_MAGIC */
+	uint32		slot_size;		/* sizeof(DynbgwSlot) of its creator */
 	LWLock		lock;
 	int			tranche_id;
 	int			capacity;		/* dynbgw.max_workers when it was created */
 	uint64		last_generation;
 	DynbgwSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } DynbgwRegistry;
+
+/*
+ * Identifies the registry's layout.  A library of another layout, installed
+ * while the server runs, must not read the registry its predecessor made.
+ */
+#define DYNBGW_REGISTRY_MAGIC	0x44594e52	/* "DYNR" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
