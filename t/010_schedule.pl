@@ -71,10 +71,10 @@ my $errors = $node->safe_psql(
 		           * 1000 - k * 100) AS err_ms
 		FROM runs
 	)
-	SELECT round(max(err_ms), 3),
+	SELECT round(max(err_ms)::numeric, 3),
 	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY err_ms)::numeric, 3),
 	       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY err_ms)::numeric, 3),
-	       round((SELECT err_ms FROM errs ORDER BY k DESC LIMIT 1), 3)
+	       round((SELECT err_ms FROM errs ORDER BY k DESC LIMIT 1)::numeric, 3)
 	FROM errs});
 my ($max_ms, $p50_ms, $p99_ms, $last_ms) = split /\|/, $errors;
 note "schedule error over 30 runs at 100 ms: "
@@ -113,7 +113,7 @@ my $gaps = $node->safe_psql(
 		SELECT extract(epoch FROM t - lag(t) OVER (ORDER BY t)) * 1000 AS gap_ms
 		FROM t2
 	)
-	SELECT round(min(gap_ms), 3), round(max(gap_ms), 3), count(gap_ms)
+	SELECT round(min(gap_ms)::numeric, 3), round(max(gap_ms)::numeric, 3), count(gap_ms)
 	FROM g WHERE gap_ms IS NOT NULL});
 my ($min_gap, $max_gap, $ngaps) = split /\|/, $gaps;
 note "overrun: gaps between runs from $min_gap ms to $max_gap ms";
@@ -144,7 +144,7 @@ ok(wait_until_finished(4), 'worker with one overrun and runs => 5 finished');
 
 my @off = split /\n/,
   $node->safe_psql('postgres',
-	q{SELECT round(extract(epoch FROM t - min(t) OVER ()) * 1000, 3)
+	q{SELECT round((extract(epoch FROM t - min(t) OVER ()) * 1000)::numeric, 3)
 	  FROM t2b ORDER BY t});
 note "one overrun: run starts at " . join(', ', @off) . " ms";
 is(scalar(@off), 5, 'exactly 5 runs were made');
@@ -174,7 +174,7 @@ my $wall = time() - $t0;
 
 my ($count, $span_ms) = split /\|/,
   $node->safe_psql('postgres',
-	'SELECT count(*), round(extract(epoch FROM max(t) - min(t)) * 1000, 1) FROM t3'
+	'SELECT count(*), round((extract(epoch FROM max(t) - min(t)) * 1000)::numeric, 1) FROM t3'
   );
 note sprintf("naptime 0: 200 runs in %s ms (launch to gone: %.2f s)",
 	$span_ms, $wall);
