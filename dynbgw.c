@@ -590,6 +590,7 @@ dynbgw_abandon_launch(int code, Datum arg)
 {
 	DynbgwLaunch *launch = (DynbgwLaunch *) DatumGetPointer(arg);
 	DynbgwSlot *slot = &dynbgw_reg->slots[launch->n - 1];
+	bool		forget = false;
 
 	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
 	if (slot->generation == launch->generation)
@@ -604,9 +605,13 @@ dynbgw_abandon_launch(int code, Datum arg)
 			slot->stop_requested = true;
 			slot->state = DYNBGW_STOPPING;
 		}
+		forget = slot->state == DYNBGW_FREE &&
+			slot->def.restart_s != BGW_NEVER_RESTART;
 	}
 	LWLockRelease(&dynbgw_reg->lock);
 	ConditionVariableBroadcast(&slot->state_cv);
+	if (forget)
+		dynbgw_forget_worker(launch->n);
 
 	/* Keeps the postmaster from starting it, or stops it if it runs. */
 	if (launch->handle != NULL)

@@ -55,6 +55,13 @@ static volatile sig_atomic_t stop_requested = false;
  */
 static volatile sig_atomic_t in_run = false;
 
+/*
+ * Until it is ready, a worker may wait for its role and database, on locks
+ * other sessions hold; a stop must end that wait, so then SIGTERM ends the
+ * process the usual way.
+ */
+static volatile sig_atomic_t ready = false;
+
 /* The last error this process reported, for a launcher still waiting. */
 static int	last_error_code;
 static char last_error[DYNBGW_MAX_ERROR];
@@ -87,6 +94,11 @@ dynbgw_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	stop_requested = true;
+	if (!ready)
+	{
+		InterruptPending = true;
+		ProcDiePending = true;
+	}
 	dynbgw_cancel_run();
 	errno = save_errno;
 }
@@ -238,6 +250,7 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 		my_slot->state = state;
 		my_slot->ready_pid = MyProcPid;
 		my_slot->next_run = next_run;
+		ready = true;
 	}
 	launcher_latch = my_slot->launcher_latch;
 	LWLockRelease(&reg->lock);
