@@ -664,8 +664,7 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 		if (stopped)
 			dynbgw_launch_stopped(launch->n);
 
-		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													   deadline);
+		remaining_ms = dynbgw_ms_until(deadline);
 		if (remaining_ms <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -813,8 +812,7 @@ dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
 		if (moved_on)
 			break;
 
-		remaining_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-													   deadline);
+		remaining_ms = dynbgw_ms_until(deadline);
 		if (remaining_ms <= 0 ||
 			ConditionVariableTimedSleep(&slot->state_cv, remaining_ms,
 										dynbgw_wait_event(launch_decided ?

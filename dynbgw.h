@@ -22,6 +22,7 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 
 #include "dynbgw_compat.h"
 
@@ -143,6 +144,23 @@ typedef struct DynbgwSavedWorker
 
 #define DYNBGW_SAVED_MAGIC	0x44594e31	/* "DYN1" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
+
+/*
+ * Milliseconds from now until a deadline, between 0 and INT_MAX, the most
+ * that latch and condition variable waits accept; DT_NOEND gives INT_MAX.
+ * Not every minor release's TimestampDifferenceMilliseconds() clamps.
+ */
+static inline long
+dynbgw_ms_until(TimestampTz deadline)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (deadline <= now)
+		return 0;
+	if (deadline - now >= (TimestampTz) INT_MAX * 1000)
+		return INT_MAX;
+	return (long) ((deadline - now + 999) / 1000);
+}
 
 extern int	dynbgw_max_workers;
 

@@ -35,28 +35,6 @@ typedef struct DynbgwHandle
 
 /* ---- changed in 14 ---- */
 
-/*
- * TimestampDifferenceMilliseconds() came with 14 and was back-patched into a
- * 13 minor release (late 2020); before 13.2, use this copy, which also
- * takes the place of the server's where both exist.
- */
-#if PG_VERSION_NUM < 130002
-#include "utils/timestamp.h"
-static inline long
-dynbgw_timestamp_difference_ms(TimestampTz start_time, TimestampTz stop_time)
-{
-	TimestampTz diff = stop_time - start_time;
-
-	if (diff <= 0)
-		return 0;
-	/* Round up, and clamp to what WaitLatch() accepts, as newer ones do. */
-	if (diff / 1000 >= INT_MAX)
-		return (long) INT_MAX;
-	return (long) ((diff + 999) / 1000);
-}
-#define TimestampDifferenceMilliseconds dynbgw_timestamp_difference_ms
-#endif
-
 /* 14 renamed the predefined roles' OIDs and gave raw_parser() a mode. */
 #if PG_VERSION_NUM < 140000
 #include "catalog/pg_authid.h"

@@ -568,7 +568,7 @@ dynbgw_sleep_main(Datum main_arg)
 
 		if (timeout_ms > 0)
 		{
-			wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+			wait_ms = dynbgw_ms_until(until);
 			if (wait_ms <= 0)
 				break;
 		}
