@@ -15,26 +15,14 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('main');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 32\ndynbgw.max_workers = 8");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
-
-# Wait until worker $n has left the view: a worker with runs => N does so
-# right after its last run.
-sub wait_until_finished
-{
-	my ($n) = @_;
-	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM dynbgw_workers WHERE n = $n");
-}
+my $node = new_node('main');
 
 ###########################################################################
 # 1. Fixed rate: 30 runs, 100 ms apart.
@@ -55,7 +43,8 @@ $node->safe_psql('postgres', 'CREATE TABLE ticks (t timestamptz)');
 $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (clock_timestamp())',
 	                       naptime => '100 ms', runs => 30)});
-ok(wait_until_finished(1), 'worker with runs => 30 finished and left the view');
+ok(wait_until_finished($node, 1),
+	'worker with runs => 30 finished and left the view');
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM ticks'),
 	'30', 'exactly 30 runs were made');
@@ -102,7 +91,8 @@ $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(2,
 	     'SELECT pg_sleep(0.25); INSERT INTO t2 VALUES (clock_timestamp())',
 	     naptime => '100 ms', runs => 4)});
-ok(wait_until_finished(2), 'overrunning worker with runs => 4 finished');
+ok(wait_until_finished($node, 2),
+	'overrunning worker with runs => 4 finished');
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM t2'),
 	'4', 'exactly 4 runs were made');
@@ -140,7 +130,8 @@ $node->safe_psql('postgres',
 	     'INSERT INTO t2b VALUES (now());
 	      SELECT pg_sleep(CASE WHEN (SELECT count(*) FROM t2b) = 1 THEN 0.35 ELSE 0 END)',
 	     naptime => '100 ms', runs => 5)});
-ok(wait_until_finished(4), 'worker with one overrun and runs => 5 finished');
+ok(wait_until_finished($node, 4),
+	'worker with one overrun and runs => 5 finished');
 
 my @off = split /\n/,
   $node->safe_psql('postgres',
@@ -169,7 +160,8 @@ my $t0 = time();
 $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(3, 'INSERT INTO t3 VALUES (clock_timestamp())',
 	                       naptime => '0', runs => 200)});
-ok(wait_until_finished(3), 'worker with naptime 0 and runs => 200 finished');
+ok(wait_until_finished($node, 3),
+	'worker with naptime 0 and runs => 200 finished');
 my $wall = time() - $t0;
 
 my ($count, $span_ms) = split /\|/,

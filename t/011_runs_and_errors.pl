@@ -16,34 +16,13 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('main');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 32\ndynbgw.max_workers = 8");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
-
-# Run $sql expecting an error; return psql's stderr, which with
-# VERBOSITY verbose reads "ERROR:  <SQLSTATE>: <message>".
-sub psql_error
-{
-	my ($db, $sql) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql($db, "\\set VERBOSITY verbose\n$sql");
-	isnt($ret, 0, "fails: $sql");
-	return $stderr;
-}
-
-# Number of dynbgw worker processes that exist.
-sub worker_processes
-{
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw'");
-}
+my $node = new_node('main');
 
 ###########################################################################
 # 1. runs => 1: the worker runs once, leaves the view, logs that it
@@ -57,9 +36,7 @@ my $log_offset = -s $node->logfile;
 my $pid = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(1, 'INSERT INTO once VALUES (1)', runs => 1)});
 like($pid, qr/^\d+$/, 'run-once worker launched');
-ok( $node->poll_query_until(
-		'postgres', 'SELECT count(*) = 0 FROM dynbgw_workers WHERE n = 1'),
-	'run-once worker left the view');
+ok(wait_until_finished($node, 1), 'run-once worker left the view');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM once'),
 	'1', 'run-once worker ran exactly once');
 $node->wait_for_log(qr/dynbgw worker 1 finished its 1 runs/, $log_offset);
@@ -162,8 +139,8 @@ $node->safe_psql('postgres', "SELECT dynbgw_stop($pid4)");
 # SQLSTATE 42601, before any worker starts: no row, no process.
 ###########################################################################
 
-my $procs_before = worker_processes();
-my $err = psql_error('postgres',
+my $procs_before = dynbgw_processes($node);
+my $err = psql_error($node,
 	q{SELECT dynbgw_launch(5, 'SELEC 1', naptime => '1 hour');});
 like(
 	$err,
@@ -171,7 +148,7 @@ like(
 	'a command that does not parse is rejected with 42601');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
 	'0', 'no row for the rejected worker');
-is(worker_processes(), $procs_before,
+is(dynbgw_processes($node), $procs_before,
 	'no worker process for the rejected command');
 
 ###########################################################################
@@ -214,9 +191,7 @@ $node->safe_psql(
 $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'INSERT INTO hits VALUES (current_setting(''search_path''))',
 	                       database => 'other', runs => 1)});
-ok( $node->poll_query_until(
-		'postgres', 'SELECT count(*) = 0 FROM dynbgw_workers WHERE n = 7'),
-	'worker in the other database finished');
+ok(wait_until_finished($node, 7), 'worker in the other database finished');
 is($node->safe_psql('other', 'SELECT path FROM s.hits'),
 	's', 'the database\'s search_path applied to the worker');
 

@@ -12,28 +12,14 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('main');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 32\ndynbgw.max_workers = 8");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
-
-# Run $sql expecting an error; return psql's stderr, which with
-# VERBOSITY verbose reads "ERROR:  <SQLSTATE>: <message>".
-sub psql_error
-{
-	my ($sql) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	isnt($ret, 0, "fails: $sql");
-	return $stderr;
-}
+my $node = new_node('main');
 
 sub process_exists
 {
@@ -89,14 +75,14 @@ my $pid_a = $node->safe_psql('postgres',
 like($pid_a, qr/^\d+$/, 'worker 2 launched');
 
 # 'error' (the default): SQLSTATE 42710, nothing changes.
-my $err = psql_error(
+my $err = psql_error($node,
 	q{SELECT dynbgw_launch(2, 'SELECT 2', naptime => '1 hour');});
 like(
 	$err,
 	qr/ERROR:  42710: dynbgw worker 2 is already running/,
 	"if_running => 'error' (the default) fails with 42710");
 like($err, qr/DETAIL:  Its PID is $pid_a\./, 'and names the running PID');
-$err = psql_error(
+$err = psql_error($node,
 	q{SELECT dynbgw_launch(2, 'SELECT 2', if_running => 'error');});
 like(
 	$err,
@@ -136,7 +122,8 @@ is( $node->safe_psql(
 is(process_exists($pid_a), '0', 'the replaced process is gone');
 
 # A value that is none of the three is rejected.
-$err = psql_error(q{SELECT dynbgw_launch(2, 'SELECT 5', if_running => 'ignore');});
+$err = psql_error($node,
+	q{SELECT dynbgw_launch(2, 'SELECT 5', if_running => 'ignore');});
 like(
 	$err,
 	qr/ERROR:  22023: invalid value for if_running: "ignore"/,
@@ -170,26 +157,15 @@ is($node->safe_psql('postgres', "SELECT dynbgw_stop($pid_c)"),
 is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
 	'0', 'the view is empty right after the stop');
 
-my $came_back = 0;
-my $deadline = time() + 3;
-while (time() < $deadline)
-{
-	$came_back++
-	  if $node->safe_psql(
-		'postgres',
-		"SELECT (SELECT count(*) FROM dynbgw_workers)
-		      + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')"
-	  ) ne '0';
-	usleep(250_000);
-}
-is($came_back, 0, 'a stopped worker with a restart delay never comes back');
+ok(stays($node, workers_seen_sql(), '0', 3),
+	'a stopped worker with a restart delay never comes back');
 $launcher->quit;
 
 ###########################################################################
 # 4. What dynbgw_stop() does not stop.
 ###########################################################################
 
-$err = psql_error('SELECT dynbgw_stop(pg_backend_pid());');
+$err = psql_error($node, 'SELECT dynbgw_stop(pg_backend_pid());');
 like(
 	$err,
 	qr/ERROR:  22023: PID \d+ is not a dynbgw worker/,

@@ -16,52 +16,15 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('main');
-$node->init;
 # PostgreSQL::Test::Cluster turns restart_after_crash off; crash-restarts
 # are what part 1 is about.
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 32\ndynbgw.max_workers = 8\nrestart_after_crash = on"
-);
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
-
-# Run $sql expecting an error; return psql's stderr, which with
-# VERBOSITY verbose reads "ERROR:  <SQLSTATE>: <message>".
-sub psql_error
-{
-	my ($sql) = @_;
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	isnt($ret, 0, "fails: $sql");
-	return $stderr;
-}
-
-# Check for $seconds that $query keeps returning $expected, every 250 ms.
-# Used where the assertion is that something does NOT happen (a worker
-# that must not come back), so the wait is bounded by nature; $seconds is
-# chosen well above the restart delay in question.
-sub stays
-{
-	my ($query, $expected, $seconds) = @_;
-	my $deadline = time() + $seconds;
-	while (time() < $deadline)
-	{
-		my $got = $node->safe_psql('postgres', $query);
-		if ($got ne $expected)
-		{
-			diag "got \"$got\" instead of \"$expected\" for: $query";
-			return 0;
-		}
-		usleep(250_000);
-	}
-	return 1;
-}
+my $node = new_node('main', conf => 'restart_after_crash = on');
 
 # kill -9 a process of the server and wait until the server has
 # reinitialized and accepts queries again.
@@ -214,7 +177,7 @@ is( $node->safe_psql(
 		q{SELECT dynbgw_launch(4, 'SELECT 1', if_running => 'skip') IS NULL}),
 	't',
 	"if_running => 'skip' returns NULL for a worker waiting to restart");
-my $err = psql_error(q{SELECT dynbgw_launch(4, 'SELECT 1');});
+my $err = psql_error($node, q{SELECT dynbgw_launch(4, 'SELECT 1');});
 like(
 	$err,
 	qr/ERROR:  42710: dynbgw worker 4 is already running.*\nDETAIL:  Its state is "restarting"\./s,
@@ -282,10 +245,7 @@ ok( $node->poll_query_until(
 $node->safe_psql('postgres', 'INSERT INTO gate VALUES (1)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
 	'0', 'the view is empty right after the stop');
-ok( stays(
-		q{SELECT (SELECT count(*) FROM dynbgw_workers)
-		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
-		'0', 4),
+ok(stays($node, workers_seen_sql(), '0', 4),
 	'the stopped worker is never restarted');
 unlike(
 	slurp_file($node->logfile, $offset),
@@ -303,10 +263,7 @@ my $pid6 = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(6, 'SELECT 1', naptime => '1 s', restart => '1 s')});
 like($pid6, qr/^\d+$/, 'worker 6 with restart launched');
 $node->restart;
-ok( stays(
-		q{SELECT (SELECT count(*) FROM dynbgw_workers)
-		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
-		'0', 3),
+ok(stays($node, workers_seen_sql(), '0', 3),
 	'after a clean restart the worker does not come back');
 
 ###########################################################################
@@ -329,11 +286,7 @@ ok( $node->poll_query_until(
 	'and failed again, still listed');
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)'),
 	't', 'stopping worker 7 by number');
-ok( stays(
-		q{SELECT (SELECT count(*) FROM dynbgw_workers)
-		       + (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw')},
-		'0', 3),
-	'worker 7 stays stopped');
+ok(stays($node, workers_seen_sql(), '0', 3), 'worker 7 stays stopped');
 
 $node->stop;
 done_testing();

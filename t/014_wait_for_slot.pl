@@ -12,32 +12,39 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
 my $max_worker_processes = 4;
 
-my $node = PostgreSQL::Test::Cluster->new('main');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = $max_worker_processes\ndynbgw.max_workers = 8");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+my $node = new_node('main', max_worker_processes => $max_worker_processes);
 
-# Run $sql expecting an error; return psql's stderr, which with
-# VERBOSITY verbose reads "ERROR:  <SQLSTATE>: <message>", and how long
-# the call took in seconds.
-sub psql_error
+# Launch worker $n in a background session with wait_for_slot => '20 s' and
+# test that the launch waits for a slot: its number is reserved ('starting',
+# no PID, launched by that session) and the session waits on its latch
+# (wait_event 'Extension', or 'DynbgwLaunch' from 17).  Returns the session
+# and its backend's PID.
+sub launch_waiting
 {
-	my ($sql) = @_;
-	my $t0 = time();
-	my ($ret, $stdout, $stderr) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	my $elapsed = time() - $t0;
-	isnt($ret, 0, "fails: $sql");
-	return ($stderr, $elapsed);
+	my ($n, $what) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	my $bg_pid = $bg->query_safe('SELECT pg_backend_pid()');
+	$bg->query_until(qr/launching/,
+		"\\echo launching\nSELECT dynbgw_launch($n, naptime => '1 hour', wait_for_slot => '20 s');\n"
+	);
+	ok( $node->poll_query_until(
+			'postgres', qq{
+SELECT w.state = 'starting' AND w.pid IS NULL AND w.launched_by_pid = $bg_pid
+       AND a.wait_event IN ('Extension', 'DynbgwLaunch')
+FROM dynbgw_workers w, pg_stat_activity a
+WHERE w.n = $n AND a.pid = $bg_pid}),
+		$what);
+	return ($bg, $bg_pid);
 }
 
 ###########################################################################
@@ -47,15 +54,8 @@ sub psql_error
 # command: they only wake up every hour).
 ###########################################################################
 
-ok( $node->poll_query_until(
-		'postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity
-	WHERE backend_type = 'logical replication launcher'}),
-	'the logical replication launcher runs');
-my $others = $node->safe_psql(
-	'postgres', q{
-	SELECT count(*) FROM pg_stat_activity
-	WHERE backend_type = 'logical replication launcher'});
+my $others = launcher_slots($node);
+cmp_ok($others, '>', 0, 'the logical replication launcher runs');
 my $free = $max_worker_processes - $others;
 note "$others slot(s) taken by the server, $free free for dynbgw";
 cmp_ok($free, '>=', 2, 'at least two slots to fill');
@@ -71,7 +71,7 @@ my $next = $free + 1;
 # 1. wait_for_slot => '0' (the default): fails with 53000 at once.
 ###########################################################################
 
-my ($err, $elapsed) = psql_error(
+my ($err, $elapsed) = psql_error($node,
 	"SELECT dynbgw_launch($next, naptime => '1 hour', wait_for_slot => '0');");
 like(
 	$err,
@@ -88,7 +88,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM dynbgw_workers WHERE n = $
 # psql's own start).
 ###########################################################################
 
-($err, $elapsed) = psql_error(
+($err, $elapsed) = psql_error($node,
 	"SELECT dynbgw_launch($next, naptime => '1 hour', wait_for_slot => '500 ms');");
 like($err, qr/ERROR:  53000: could not register dynbgw worker $next/,
 	'still no free slot after waiting: fails with 53000');
@@ -102,23 +102,13 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM dynbgw_workers WHERE n = $
 # 3. wait_for_slot => '20 s' succeeds once another session stops a worker.
 #
 # The launch runs in a background session.  While it waits, its number is
-# reserved ('starting', no PID) and the session waits on its latch
-# (wait_event 'Extension', or 'DynbgwLaunch' from 17); once seen in that state, worker 1 is stopped
-# from another session, and the waiting launch must return a PID.
+# reserved ('starting', no PID) and the session waits on its latch; once
+# seen in that state, worker 1 is stopped from another session, and the
+# waiting launch must return a PID.
 ###########################################################################
 
-my $bg = $node->background_psql('postgres', on_error_stop => 0);
-my $bg_pid = $bg->query_safe('SELECT pg_backend_pid()');
-$bg->query_until(qr/launching/,
-	"\\echo launching\nSELECT dynbgw_launch($next, naptime => '1 hour', wait_for_slot => '20 s');\n"
-);
-ok( $node->poll_query_until(
-		'postgres', qq{
-	SELECT w.state = 'starting' AND w.pid IS NULL AND w.launched_by_pid = $bg_pid
-	       AND a.wait_event IN ('Extension', 'DynbgwLaunch')
-	FROM dynbgw_workers w, pg_stat_activity a
-	WHERE w.n = $next AND a.pid = $bg_pid}),
-	'the launch waits for a slot, its number reserved');
+my ($bg, $bg_pid) =
+  launch_waiting($next, 'the launch waits for a slot, its number reserved');
 
 my $t0 = time();
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)'),
@@ -141,7 +131,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'),
 $bg->quit;
 
 # And the slots are full again: the next launch fails at once.
-($err) = psql_error(
+($err) = psql_error($node,
 	"SELECT dynbgw_launch(8, naptime => '1 hour');");
 like($err, qr/ERROR:  53000: could not register dynbgw worker 8/,
 	'with all slots taken again, a launch fails with 53000');
@@ -151,17 +141,7 @@ like($err, qr/ERROR:  53000: could not register dynbgw worker 8/,
 # no row stays behind, and the number can be launched later.
 ###########################################################################
 
-$bg = $node->background_psql('postgres', on_error_stop => 0);
-$bg_pid = $bg->query_safe('SELECT pg_backend_pid()');
-$bg->query_until(qr/launching/,
-	"\\echo launching\nSELECT dynbgw_launch(8, naptime => '1 hour', wait_for_slot => '20 s');\n"
-);
-ok( $node->poll_query_until(
-		'postgres', qq{
-	SELECT w.state = 'starting' AND a.wait_event IN ('Extension', 'DynbgwLaunch')
-	FROM dynbgw_workers w, pg_stat_activity a
-	WHERE w.n = 8 AND a.pid = $bg_pid}),
-	'a second launch waits for a slot');
+($bg, $bg_pid) = launch_waiting(8, 'a second launch waits for a slot');
 is($node->safe_psql('postgres', "SELECT pg_cancel_backend($bg_pid)"),
 	't', 'the waiting launch is cancelled');
 ($out, $failed) = $bg->query("SELECT 'done'");
@@ -182,19 +162,9 @@ like($node->safe_psql('postgres', "SELECT dynbgw_launch(8, naptime => '1 hour')"
 # the number is free.
 ###########################################################################
 
-($err) = psql_error("SELECT dynbgw_launch(7, naptime => '1 hour');");
+($err) = psql_error($node, "SELECT dynbgw_launch(7, naptime => '1 hour');");
 like($err, qr/ERROR:  53000/, 'the slots are full again');
-$bg = $node->background_psql('postgres', on_error_stop => 0);
-$bg_pid = $bg->query_safe('SELECT pg_backend_pid()');
-$bg->query_until(qr/launching/,
-	"\\echo launching\nSELECT dynbgw_launch(7, naptime => '1 hour', wait_for_slot => '20 s');\n"
-);
-ok( $node->poll_query_until(
-		'postgres', qq{
-	SELECT w.state = 'starting' AND a.wait_event IN ('Extension', 'DynbgwLaunch')
-	FROM dynbgw_workers w, pg_stat_activity a
-	WHERE w.n = 7 AND a.pid = $bg_pid}),
-	'a launch of worker 7 waits for a slot');
+($bg) = launch_waiting(7, 'a launch of worker 7 waits for a slot');
 $t0 = time();
 is($node->safe_psql('postgres', "SELECT dynbgw_stop(n => 7, timeout => '10 s')"),
 	't', 'stopping the waiting launch by number returns true');
@@ -224,7 +194,7 @@ like($pid2, qr/^\d+$/, 'worker 2 launched with restart => 1 hour; it dies in its
 ok( $node->poll_query_until(
 		'postgres', q{SELECT state = 'restarting' FROM dynbgw_workers WHERE n = 2}),
 	'worker 2 waits to be restarted, still holding its slot');
-($err) = psql_error("SELECT dynbgw_launch(7, naptime => '1 hour');");
+($err) = psql_error($node, "SELECT dynbgw_launch(7, naptime => '1 hour');");
 like($err, qr/ERROR:  53000/, 'so no slot is free');
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)'),
 	't', 'stopping worker 2 by number cancels its restart');

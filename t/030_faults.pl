@@ -10,124 +10,28 @@
 use strict;
 use warnings;
 
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep time);
-
-my $timeout = $PostgreSQL::Test::Utils::timeout_default;
+use Time::HiRes qw(time);
 
 # ---- helpers ----
 
-# The worker numbers in dynbgw_workers, and how many rows of the view and
-# dynbgw processes of pg_stat_activity do not pair up (same PID, application
-# name "dynbgw worker N"): "1,3|0" when workers 1 and 3 exist and match.
-my $exact_sql = q{
-SELECT (SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '')
-          FROM dynbgw_workers)
-       || '|' ||
-       (SELECT count(*)
-          FROM dynbgw_workers w
-          FULL JOIN (SELECT pid, application_name FROM pg_stat_activity
-                      WHERE backend_type = 'dynbgw') a ON a.pid = w.pid
-         WHERE w.n IS NULL OR a.pid IS NULL
-            OR a.application_name IS DISTINCT FROM 'dynbgw worker ' || w.n)
-};
-
-# The registry holds exactly the workers in @$ns and each is a live dynbgw
-# process listed in pg_stat_activity.  Waits for exits in progress.
-sub registry_is
-{
-	my ($node, $ns, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $want = join(',', @$ns) . '|0';
-	$node->poll_query_until('postgres', $exact_sql, $want);
-	is($node->safe_psql('postgres', $exact_sql),
-		$want, "$what: registry exact (workers: @$ns)");
-}
-
-# Whether a server process is gone.  A zombie still counts as there; a PID
-# that now names some other program (PIDs wrap at pid_max while other tests
-# run on the machine) does not.
-sub gone
-{
-	my ($pid) = @_;
-	return 1 unless kill(0, $pid);
-	open(my $fh, '<', "/proc/$pid/cmdline") or return 1;
-	my $cmd = <$fh> // '';
-	close($fh);
-	return $cmd ne '' && $cmd !~ /^postgres: faults: |^postgres: small: /;
-}
-
-# Poll until the process is gone; a bounded wait, never a fixed sleep.
-sub process_gone
-{
-	my ($pid, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $deadline = time() + $timeout;
-	usleep(10_000) while !gone($pid) && time() < $deadline;
-	ok(gone($pid), "$what: process $pid is gone");
-}
-
-# Over $secs seconds, worker $n must not reappear, neither in the view nor
-# as a dynbgw process.  Checks every 100 ms and fails at the first sight.
-sub stays_gone
-{
-	my ($node, $n, $secs, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $sql = qq{
-SELECT (SELECT count(*) FROM dynbgw_workers WHERE n = $n) + (SELECT count(*)
-          FROM pg_stat_activity WHERE backend_type = 'dynbgw'
-           AND application_name = 'dynbgw worker $n')};
-	my $seen = '0';
-	my $end = time() + $secs;
-	while (time() < $end)
-	{
-		$seen = $node->safe_psql('postgres', $sql);
-		last if $seen ne '0';
-		usleep(100_000);
-	}
-	is($seen, '0', "$what: worker $n does not come back within $secs s");
-}
+# The command line of a process of either node: what gone() takes for a
+# process still there.
+my $ours = qr/^postgres: faults: |^postgres: small: /;
 
 # Every worker number can be launched again (no slot leaked), is listed
-# exactly, stops by number, and leaves no process.  One at a time, so that
-# this also works with few max_worker_processes.
+# exactly, stops by number, and leaves no process once the stop returns.
 sub all_numbers_launchable
 {
 	my ($node, $what) = @_;
 	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my @bad;
-	for my $n (1 .. 8)
-	{
-		my ($ret, $pid, $err) = $node->psql('postgres',
-			"SELECT dynbgw_launch($n, naptime => '1 hour')");
-		if ($ret != 0 || $pid !~ /^\d+$/)
-		{
-			push @bad, "launch $n: $err";
-			next;
-		}
-		my $row = $node->safe_psql('postgres', qq{
-SELECT w.pid = $pid AND a.pid IS NOT NULL
-  FROM dynbgw_workers w
-  LEFT JOIN pg_stat_activity a ON a.pid = w.pid AND a.backend_type = 'dynbgw'
- WHERE w.n = $n});
-		push @bad, "worker $n not listed with its process" if $row ne 't';
-		my $stopped = $node->safe_psql('postgres', "SELECT dynbgw_stop(n => $n)");
-		push @bad, "stop $n returned '$stopped'" if $stopped ne 't';
-		push @bad, "process $pid of worker $n still exists" if !gone($pid);
-	}
-	is(join("\n", @bad), '', "$what: every number 1..8 launches and stops again");
+	is(join("\n", launch_each_number($node, $ours)),
+		'', "$what: every number 1..8 launches and stops again");
 	registry_is($node, [], "$what: after launching every number again");
-}
-
-# Run SQL with SQLSTATEs in the error messages: (exit code, stdout, stderr).
-sub psql_verbose
-{
-	my ($node, $sql) = @_;
-	my ($ret, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	return ($ret, $out, $err);
 }
 
 # Pump a background psql until its stderr matches, or it exits, or times out.
@@ -153,12 +57,7 @@ sub bg_end
 
 # ---- the node ----
 
-my $node = PostgreSQL::Test::Cluster->new('faults');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 16\ndynbgw.max_workers = 8");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+my $node = new_node('faults', max_worker_processes => 16);
 my $datadir = $node->data_dir;
 
 registry_is($node, [], 'fresh server');
@@ -175,7 +74,7 @@ ok(-e "$datadir/pg_dynbgw/worker_1",
 	'a restartable worker has its definition saved');
 
 ok(kill('TERM', $pid1), 'SIGTERM sent to worker 1');
-process_gone($pid1, 'SIGTERM');
+process_gone($pid1, $ours, 'SIGTERM');
 registry_is($node, [], 'after SIGTERM');
 stays_gone($node, 1, 3, 'SIGTERM with restart => 1 s');
 ok(!-e "$datadir/pg_dynbgw/worker_1",
@@ -192,7 +91,7 @@ is($node->safe_psql('postgres', "SELECT state FROM dynbgw_workers WHERE n = 2"),
 	'running', 'worker 2 is in its pg_sleep run');
 is($node->safe_psql('postgres', "SELECT pg_terminate_backend($pid2)"),
 	't', 'pg_terminate_backend() of worker 2');
-process_gone($pid2, 'pg_terminate_backend');
+process_gone($pid2, $ours, 'pg_terminate_backend');
 registry_is($node, [], 'after pg_terminate_backend');
 stays_gone($node, 2, 3, 'pg_terminate_backend with restart => 1 s');
 
@@ -238,7 +137,7 @@ is( $node->safe_psql(
 	'a cancel while idle changes nothing');
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 3)'),
 	't', 'worker 3 stopped');
-process_gone($pid3, 'stop after cancels');
+process_gone($pid3, $ours, 'stop after cancels');
 registry_is($node, [], 'after stopping worker 3');
 
 # ---- (c) the launching session dies while the worker starts ----
@@ -314,12 +213,13 @@ like(
 	bg_wait_stderr($bg4, qr/terminating connection|server closed/),
 	qr/terminating connection due to administrator command|server closed the connection/,
 	'the launching session is gone');
-process_gone($bpid4, 'terminated launcher');
+process_gone($bpid4, $ours, 'terminated launcher');
 bg_end($bg4);
 
 # Nothing may stay behind: neither the worker's slot nor its process, even
 # though the database lock the worker waited for is still held.
-process_gone($wpid4, 'worker 4 of the terminated launcher, lock still held');
+process_gone($wpid4, $ours,
+	'worker 4 of the terminated launcher, lock still held');
 only_worker_3_listed('after the launcher of worker 4 was terminated');
 
 # The launcher is cancelled while it waits: the launch fails with 57014.
@@ -331,7 +231,8 @@ like(
 	qr/ERROR:  57014: canceling statement due to user request/,
 	'the cancelled launch fails with 57014');
 bg_end($bg5);
-process_gone($wpid5, 'worker 5 of the cancelled launch, lock still held');
+process_gone($wpid5, $ours,
+	'worker 5 of the cancelled launch, lock still held');
 only_worker_3_listed('after the launch of worker 5 was cancelled');
 
 # A third session stops a worker that is still starting: the stop returns
@@ -339,7 +240,7 @@ only_worker_3_listed('after the launch of worker 5 was cancelled');
 my ($bg6, $bpid6, $wpid6) = launch_blocked(6);
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 6)'),
 	't', 'dynbgw_stop(n => 6) of a worker that is still starting');
-ok(gone($wpid6), 'the starting worker 6 is gone when the stop returns');
+ok(gone($wpid6, $ours), 'the starting worker 6 is gone when the stop returns');
 like(
 	bg_wait_stderr($bg6, qr/ERROR/),
 	qr/ERROR:  57014: dynbgw worker 6 was stopped before it was ready/,
@@ -365,7 +266,7 @@ $skipper->quit;
 
 is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 3)'),
 	't', 'worker 3 stopped');
-process_gone($wpid3, 'worker 3');
+process_gone($wpid3, $ours, 'worker 3');
 
 registry_is($node, [], 'after the launching sessions died');
 all_numbers_launchable($node, 'after launchers died during startup');
@@ -384,7 +285,7 @@ my @pids = map {
 registry_is($node, [ 1, 2, 3 ], 'before the restart');
 
 $node->restart;
-process_gone($_, 'server restart') for @pids;
+process_gone($_, $ours, 'server restart') for @pids;
 registry_is($node, [], 'after the restart');
 stays_gone($node, 2, 2, 'restartable worker after a clean restart');
 my @saved = glob("$datadir/pg_dynbgw/worker_*");
@@ -418,7 +319,7 @@ stays_gone($node, 6, 3, 'restartable worker that failed to start');
 $log = substr(slurp_file($node->logfile), $log_offset);
 my @failed = $log =~ /background worker "dynbgw" \(PID (\d+)\) exited with exit code 1/g;
 cmp_ok(scalar(@failed), '>=', 2, 'the failed workers exited with status 1');
-process_gone($_, 'worker that failed to start') for @failed;
+process_gone($_, $ours, 'worker that failed to start') for @failed;
 @saved = glob("$datadir/pg_dynbgw/worker_*");
 is("@saved", '', 'failed launches leave no saved worker definition');
 all_numbers_launchable($node, 'after workers failed to start');
@@ -426,12 +327,7 @@ all_numbers_launchable($node, 'after workers failed to start');
 # ---- (f) no free max_worker_processes slot ----
 
 # A node with only 4 background worker slots.
-my $small = PostgreSQL::Test::Cluster->new('small');
-$small->init;
-$small->append_conf('postgresql.conf',
-	"max_worker_processes = 4\ndynbgw.max_workers = 8");
-$small->start;
-$small->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+my $small = new_node('small', max_worker_processes => 4);
 $small->safe_psql('postgres', 'CREATE EXTENSION pg_prewarm');
 
 # pg_prewarm starts its autoprewarm leader as a dynamic background worker,
@@ -445,12 +341,7 @@ ok(defined $apw_pid && kill(0, $apw_pid),
 
 # The slots left after the logical replication launcher and autoprewarm
 # are filled with dynbgw entry points.
-$small->poll_query_until('postgres',
-	"SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'logical replication launcher'"
-);
-my $launchers = $small->safe_psql('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'logical replication launcher'"
-);
+my $launchers = launcher_slots($small);
 my $free = 4 - 1 - $launchers;
 cmp_ok($free, '>=', 1, "$free background worker slots left");
 my @fill;
@@ -503,7 +394,7 @@ ok(pump_until($bg8->{run}, $bg8->{timeout}, \$bg8->{stdout}, qr/pid=\d+/),
 	'the waiting launch got the freed slot');
 my ($pid8) = $bg8->{stdout} =~ /pid=(\d+)/;
 $bg8->quit;
-process_gone($apw_pid, 'autoprewarm leader');
+process_gone($apw_pid, $ours, 'autoprewarm leader');
 registry_is($small, [ 1 .. $free, 8 ], 'worker 8 runs in the freed slot');
 
 # Stopping everything frees all slots; every number launches again.
@@ -512,18 +403,12 @@ is( $small->safe_psql(
 		'SELECT count(*) FILTER (WHERE dynbgw_stop(n => n)) FROM dynbgw_workers'),
 	$free + 1,
 	'all workers stopped');
-process_gone($_, 'stopped entry point') for (@fill, $pid8);
+process_gone($_, $ours, 'stopped entry point') for (@fill, $pid8);
 registry_is($small, [], 'after stopping all');
 all_numbers_launchable($small, 'after slots ran out');
 
 # No warning, leak report or crash in either server log.
-for my $n ($node, $small)
-{
-	unlike(
-		slurp_file($n->logfile),
-		qr/WARNING|leaked|PANIC|TRAP|server process .* was terminated/,
-		$n->name . ': no warnings, leaks or crashes in the log');
-}
+log_is_clean($_) for ($node, $small);
 
 $small->stop;
 $node->stop;

@@ -6,42 +6,18 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# The worker numbers in dynbgw_workers, and how many rows of the view and
-# dynbgw processes of pg_stat_activity do not pair up: "1|0" when worker 1
-# exists and is a live dynbgw process.
-my $exact_sql = q{
-SELECT (SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '')
-          FROM dynbgw_workers)
-       || '|' ||
-       (SELECT count(*)
-          FROM dynbgw_workers w
-          FULL JOIN (SELECT pid, application_name FROM pg_stat_activity
-                      WHERE backend_type = 'dynbgw') a ON a.pid = w.pid
-         WHERE w.n IS NULL OR a.pid IS NULL
-            OR a.application_name IS DISTINCT FROM 'dynbgw worker ' || w.n)
-};
-
-sub registry_is
-{
-	my ($node, $ns, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $want = join(',', @$ns) . '|0';
-	$node->poll_query_until('postgres', $exact_sql, $want);
-	is($node->safe_psql('postgres', $exact_sql),
-		$want, "$what: registry exact (workers: @$ns)");
-}
-
 # A primary and a streaming standby made from its backup.
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"max_worker_processes = 16\ndynbgw.max_workers = 8");
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+my $primary = new_node(
+	'primary',
+	max_worker_processes => 16,
+	init => { allows_streaming => 1 });
 $primary->backup('backup');
 
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -53,9 +29,8 @@ is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'),
 
 # ---- the standby refuses to launch ----
 
-my ($ret, $out, $err) = $standby->psql('postgres',
-	"\\set VERBOSITY verbose\nSELECT dynbgw_launch(1)");
-isnt($ret, 0, 'dynbgw_launch fails on the standby');
+my $err = psql_error($standby, 'SELECT dynbgw_launch(1)',
+	'dynbgw_launch fails on the standby');
 like(
 	$err,
 	qr/ERROR:  55000: cannot launch dynbgw workers during recovery/,
@@ -68,8 +43,7 @@ for my $call (
 	"dynbgw_launch(3, restart => '1 s')",
 	"dynbgw_launch_function(4, 'dynbgw', 'dynbgw_sleep_main')")
 {
-	($ret, $out, $err) =
-	  $standby->psql('postgres', "\\set VERBOSITY verbose\nSELECT $call");
+	(undef, undef, $err) = psql_verbose($standby, "SELECT $call");
 	like($err, qr/ERROR:  55000:/, "standby refuses $call");
 }
 
@@ -83,11 +57,7 @@ is( $standby->safe_psql(
 		'SELECT dynbgw_pid(1) IS NULL, dynbgw_stop(n => 1), dynbgw_stop(NULL)'),
 	't|f|f',
 	'dynbgw_pid and dynbgw_stop work on the standby');
-is( $standby->safe_psql(
-		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw'"),
-	'0',
-	'no dynbgw process on the standby');
+is(dynbgw_processes($standby), '0', 'no dynbgw process on the standby');
 
 # ---- the primary launches as usual ----
 
@@ -119,13 +89,7 @@ is($standby->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)'),
 	't', 'and stops them');
 registry_is($standby, [], 'promoted standby after the stop');
 
-for my $n ($primary, $standby)
-{
-	unlike(
-		slurp_file($n->logfile),
-		qr/WARNING|leaked|PANIC|TRAP|server process .* was terminated/,
-		$n->name . ': no warnings, leaks or crashes in the log');
-}
+log_is_clean($_) for ($primary, $standby);
 
 $standby->stop;
 $primary->stop;

@@ -24,8 +24,10 @@ use strict;
 use warnings;
 
 use File::Basename qw(dirname);
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
@@ -34,64 +36,14 @@ my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 my $dir = dirname(__FILE__);
 my $load_seconds = 60;
 
-# The worker numbers in dynbgw_workers, and how many rows of the view and
-# dynbgw processes of pg_stat_activity do not pair up (same PID, application
-# name "dynbgw worker N").
-my $exact_sql = q{
-SELECT (SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '')
-          FROM dynbgw_workers)
-       || '|' ||
-       (SELECT count(*)
-          FROM dynbgw_workers w
-          FULL JOIN (SELECT pid, application_name FROM pg_stat_activity
-                      WHERE backend_type = 'dynbgw') a ON a.pid = w.pid
-         WHERE w.n IS NULL OR a.pid IS NULL
-            OR a.application_name IS DISTINCT FROM 'dynbgw worker ' || w.n)
-};
+# The command line of a dynbgw worker: what gone() takes for a process
+# still there.
+my $worker = qr/dynbgw worker/;
 
-sub registry_is
-{
-	my ($node, $ns, $what) = @_;
-	local $Test::Builder::Level = $Test::Builder::Level + 1;
-	my $want = join(',', @$ns) . '|0';
-	$node->poll_query_until('postgres', $exact_sql, $want);
-	is($node->safe_psql('postgres', $exact_sql),
-		$want, "$what: registry exact (workers: @$ns)");
-}
-
-# Whether a worker process is gone.  A zombie still counts as there; a PID
-# that now names some other program (PIDs wrap at pid_max while other tests
-# run on the machine) does not.
-sub worker_gone
-{
-	my ($pid) = @_;
-	return 1 unless kill(0, $pid);
-	open(my $fh, '<', "/proc/$pid/cmdline") or return 1;
-	my $cmd = <$fh> // '';
-	close($fh);
-	return $cmd ne '' && $cmd !~ /dynbgw worker/;
-}
-
-# Poll until none of the PIDs is a live process; the ones left.
-sub wait_gone
-{
-	my @pids = @_;
-	my $deadline = time() + $timeout;
-	while (time() < $deadline)
-	{
-		@pids = grep { !worker_gone($_) } @pids;
-		last unless @pids;
-		usleep(20_000);
-	}
-	return @pids;
-}
-
-my $node = PostgreSQL::Test::Cluster->new('load032');
-$node->init;
-$node->append_conf('postgresql.conf',
-	"max_worker_processes = 8\ndynbgw.max_workers = 8\nmax_connections = 50");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+my $node = new_node(
+	'load032',
+	max_worker_processes => 8,
+	conf => 'max_connections = 50');
 $node->safe_psql('postgres', slurp_file("$dir/load_setup.sql"));
 
 # ---- sessions racing for worker 1 ----
@@ -151,7 +103,7 @@ like(join('', sort @stopped), qr/^f*t+$/,
 is(join('', map { $_->[1] } grep { $_->[1] =~ /ERROR/ } @results),
 	'', 'no stop failed');
 registry_is($node, [], 'after the stop race');
-is(scalar(wait_gone(@pids)), 0, 'worker 1\'s process is gone');
+is(scalar(wait_gone($worker, @pids)), 0, 'worker 1\'s process is gone');
 
 # ---- a minute of load ----
 
@@ -240,12 +192,12 @@ cmp_ok($count{'stop 00000'} // 0, '>', 100, 'many workers were stopped');
 
 # Every worker listed is a live dynbgw process with that PID, and vice versa.
 $node->poll_query_until('postgres',
-	"SELECT split_part(($exact_sql), '|', 2)", '0');
-my $left = $node->safe_psql('postgres', $exact_sql);
+	"SELECT split_part(($registry_sql), '|', 2)", '0');
+my $left = $node->safe_psql('postgres', $registry_sql);
 like($left, qr/\|0$/, "after the load: registry exact ($left)");
 my @listed = split /\n/,
   $node->safe_psql('postgres', 'SELECT pid FROM dynbgw_workers WHERE pid IS NOT NULL');
-is(join(' ', grep { worker_gone($_) } @listed), '',
+is(join(' ', grep { gone($_, $worker) } @listed), '',
 	'every listed worker\'s process exists');
 
 # Stopping every number empties the view and leaves no dynbgw process.
@@ -255,41 +207,22 @@ is( $node->safe_psql(
 	'0',
 	'dynbgw_stop(n => i) answered for every number');
 registry_is($node, [], 'after stopping every number');
-is( $node->safe_psql(
-		'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dynbgw'"),
-	'0',
-	'no dynbgw process in pg_stat_activity');
+is(dynbgw_processes($node), '0', 'no dynbgw process in pg_stat_activity');
 
 # No process of any worker launched during the load is left.
 my @launched = split /\n/,
   $node->safe_psql('postgres',
 	'SELECT DISTINCT pid FROM load_events WHERE pid IS NOT NULL');
-is(join(' ', wait_gone(@launched)), '',
+is(join(' ', wait_gone($worker, @launched)), '',
 	scalar(@launched) . ' launched workers: no process left');
 
-# Every number launches again and stops: no slot leaked.
-my @bad;
-for my $n (1 .. 8)
-{
-	my ($ret, $pid, $e) = $node->psql('postgres',
-		"SELECT dynbgw_launch($n, naptime => '1 hour')");
-	if ($ret != 0 || $pid !~ /^\d+$/)
-	{
-		push @bad, "launch $n: $e";
-		next;
-	}
-	my $s = $node->safe_psql('postgres', "SELECT dynbgw_stop(n => $n)");
-	push @bad, "stop $n: $s" if $s ne 't';
-	push @bad, "worker $n process $pid left" if wait_gone($pid);
-}
-is(join("\n", @bad), '', 'every number launches and stops again');
+# Every number launches again, is listed with its process, and stops: no
+# slot leaked.
+is(join("\n", launch_each_number($node, $worker, 1)),
+	'', 'every number launches and stops again');
 registry_is($node, [], 'at the end');
 
-unlike(
-	slurp_file($node->logfile),
-	qr/WARNING|leaked|PANIC|TRAP|server process .* was terminated/,
-	'no warnings, leaks or crashes in the server log');
+log_is_clean($node, 'no warnings, leaks or crashes in the server log');
 
 $node->stop;
 done_testing();
