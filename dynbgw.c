@@ -940,10 +940,12 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 					 errdetail("Its state is \"%s\".", dynbgw_state_name(state)),
 					 errhint("Stop it first, choose another number, or use if_running => 'skip' or 'replace'.")));
 
-		/* A launch in progress elsewhere finishes before we decide. */
-		if (state == DYNBGW_STARTING || state == DYNBGW_EXITED)
+		/* A launch or a stop in progress elsewhere finishes before we decide. */
+		if (state == DYNBGW_STARTING || state == DYNBGW_EXITED ||
+			state == DYNBGW_STOPPING)
 		{
-			(void) dynbgw_wait_slot(slot, generation, pid, true, DT_NOEND);
+			(void) dynbgw_wait_slot(slot, generation, pid,
+									state != DYNBGW_STOPPING, DT_NOEND);
 			continue;
 		}
 		if (if_running == DYNBGW_IF_RUNNING_SKIP)
