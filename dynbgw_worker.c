@@ -190,8 +190,15 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 	if (args->n < 1 || args->n > reg->capacity)
 		return NULL;
 	slot = &reg->slots[args->n - 1];
+
+	/* Only a slot lost to a crash-restart is worth reading the file for. */
 	saved = palloc(sizeof(DynbgwSavedWorker));
-	have_saved = dynbgw_load_worker(args->n, args->generation, saved);
+	LWLockAcquire(&reg->lock, LW_SHARED);
+	have_saved = slot->state == DYNBGW_FREE &&
+		slot->generation < args->generation;
+	LWLockRelease(&reg->lock);
+	if (have_saved)
+		have_saved = dynbgw_load_worker(args->n, args->generation, saved);
 
 	before_shmem_exit(dynbgw_worker_exit, (Datum) 0);
 
@@ -275,11 +282,12 @@ dynbgw_report_run_start(TimestampTz started)
 	LWLockRelease(&reg->lock);
 }
 
+/* Record the end of a run and when the next one is due, in one go. */
 static void
-dynbgw_report_run_end(TimestampTz started, ErrorData *edata)
+dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
+					  TimestampTz next_run, ErrorData *edata)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
-	TimestampTz finished = GetCurrentTimestamp();
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (!my_slot->stop_requested)
@@ -287,21 +295,12 @@ dynbgw_report_run_end(TimestampTz started, ErrorData *edata)
 	my_slot->runs++;
 	my_slot->last_finished = finished;
 	my_slot->last_duration_us = finished - started;
+	my_slot->next_run = next_run;
 	if (edata != NULL)
 	{
 		my_slot->failures++;
 		dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
 	}
-	LWLockRelease(&reg->lock);
-}
-
-static void
-dynbgw_report_next_run(TimestampTz next_run)
-{
-	DynbgwRegistry *reg = dynbgw_registry();
-
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	my_slot->next_run = next_run;
 	LWLockRelease(&reg->lock);
 }
 
@@ -368,12 +367,34 @@ dynbgw_run_command(const char *command)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* One run: the command if there is one, else just a counted wake-up. */
-static void
-dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
+/*
+ * Run k is due at origin + k * naptime: a fixed rate that does not drift.  A
+ * run that overran its slot is followed at once by one more, and the starts
+ * it missed are skipped.  Returns the k of the next run after one that
+ * finished at "now".
+ */
+static int64
+dynbgw_next_k(const DynbgwDefinition *def, TimestampTz origin, int64 k,
+			  TimestampTz now)
+{
+	k++;
+	if (def->naptime_us > 0)
+		k = Max(k, (now - origin) / def->naptime_us);
+	return k;
+}
+
+/*
+ * One run: the command if there is one, else just a counted wake-up.
+ * Returns the k of the next run.
+ */
+static int64
+dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
+		   TimestampTz origin, int64 k)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
 	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz finished;
+	int64		next_k;
 	ErrorData  *edata = NULL;
 
 	dynbgw_report_run_start(started);
@@ -406,11 +427,15 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context)
 				(errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
 						my_number, unpack_sql_state(edata->sqlerrcode)),
 				 errdetail_internal("%s", edata->message)));
-	dynbgw_report_run_end(started, edata);
+	finished = GetCurrentTimestamp();
+	next_k = dynbgw_next_k(def, origin, k, finished);
+	dynbgw_report_run_end(started, finished,
+						  origin + next_k * def->naptime_us, edata);
 	my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextReset(run_context);
+	return next_k;
 }
 
 /*
@@ -449,29 +474,28 @@ dynbgw_sleep_until(TimestampTz wake_at)
 }
 
 /*
- * Run k is due at start + k * naptime: a fixed rate that does not drift.  A
- * run that overran its slot is followed at once by one more, and the starts
- * it missed are skipped.  An idle worker's first run is its first wake-up.
+ * Run the command on its schedule (see dynbgw_next_k) from the moment the
+ * worker is ready.  An idle worker's first run is its first wake-up.
  */
 static void
 dynbgw_sql_loop(const DynbgwDefinition *def)
 {
 	MemoryContext run_context;
-	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz origin = GetCurrentTimestamp();
 	int64		k = def->command[0] != '\0' ? 0 : 1;
 
 	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
 										ALLOCSET_DEFAULT_SIZES);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	dynbgw_report_ready(DYNBGW_IDLE, start + k * def->naptime_us);
+	dynbgw_report_ready(DYNBGW_IDLE, origin + k * def->naptime_us);
 
 	for (;;)
 	{
-		dynbgw_sleep_until(start + k * def->naptime_us);
+		dynbgw_sleep_until(origin + k * def->naptime_us);
 		if (stop_requested)
 			break;
 
-		dynbgw_run(def, run_context);
+		k = dynbgw_run(def, run_context, origin, k);
 		if (stop_requested)
 			break;
 		if (def->max_runs > 0 && my_runs >= def->max_runs)
@@ -481,11 +505,6 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 							my_number, (long long) def->max_runs)));
 			proc_exit(0);
 		}
-
-		k++;
-		if (def->naptime_us > 0)
-			k = Max(k, (GetCurrentTimestamp() - start) / def->naptime_us);
-		dynbgw_report_next_run(start + k * def->naptime_us);
 	}
 	ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
 }
