@@ -37,6 +37,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "common/int.h"
 #include "mb/pg_wchar.h"
@@ -50,6 +51,9 @@
 
 /* waiting for workers */
 #include "pgstat.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/fmgrprotos.h"
 #include "postmaster/postmaster.h"
 #include "utils/timestamp.h"
 
@@ -76,6 +80,7 @@ typedef struct DynbgwLaunch
 {
 	int			n;
 	uint64		generation;
+	bool		saved;			/* its definition was saved to a file */
 	BackgroundWorkerHandle *handle;
 } DynbgwLaunch;
 
@@ -105,6 +110,8 @@ typedef struct DynbgwAnchor
 	dsm_handle	registry_handle;
 } DynbgwAnchor;
 
+static void dynbgw_remove_stale_saved(void);
+
 static Size
 dynbgw_registry_size(int capacity)
 {
@@ -125,6 +132,7 @@ dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
 	reg->last_generation = GetCurrentTimestamp();
 	for (int i = 0; i < capacity; i++)
 		ConditionVariableInit(&reg->slots[i].state_cv);
+	dynbgw_remove_stale_saved();
 }
 
 #ifdef DYNBGW_HAVE_NAMED_DSM
@@ -221,6 +229,7 @@ dynbgw_state_name(DynbgwState state)
 	switch (state)
 	{
 		case DYNBGW_STARTING:
+		case DYNBGW_EXITED:		/* its launcher has yet to decide */
 			return "starting";
 		case DYNBGW_IDLE:
 			return "idle";
@@ -231,16 +240,68 @@ dynbgw_state_name(DynbgwState state)
 		case DYNBGW_RESTARTING:
 			return "restarting";
 		case DYNBGW_FREE:
-		case DYNBGW_EXITED:
 			break;
 	}
 	return NULL;
 }
 
 static void
-dynbgw_saved_path(char *path, int n)
+dynbgw_saved_path(char *path, int n, uint64 generation)
 {
-	snprintf(path, MAXPGPATH, "%s/worker_%d", DYNBGW_SAVED_DIR, n);
+	snprintf(path, MAXPGPATH, "%s/worker_%d_" UINT64_FORMAT,
+			 DYNBGW_SAVED_DIR, n, generation);
+}
+
+/* Whether a saved definition belongs to this server's life. */
+static bool
+dynbgw_saved_is_current(const DynbgwSavedWorker *saved)
+{
+	return saved->magic == DYNBGW_SAVED_MAGIC &&
+		saved->postmaster_pid == PostmasterPid &&
+		saved->postmaster_started == PgStartTime;
+}
+
+static bool
+dynbgw_read_saved(const char *path, DynbgwSavedWorker *saved)
+{
+	int			fd;
+	bool		ok;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return false;
+	ok = read(fd, saved, sizeof(*saved)) == sizeof(*saved) &&
+		dynbgw_saved_is_current(saved);
+	CloseTransientFile(fd);
+	return ok;
+}
+
+/*
+ * Remove the saved definitions of an earlier server life.  Called when the
+ * registry is created: a crash-restart keeps the postmaster, and with it
+ * the restartable workers the files are for; a clean restart ends them all.
+ */
+static void
+dynbgw_remove_stale_saved(void)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	DynbgwSavedWorker saved;
+
+	dir = AllocateDir(DYNBGW_SAVED_DIR);
+	if (dir == NULL)
+		return;
+	while ((de = ReadDirExtended(dir, DYNBGW_SAVED_DIR, LOG)) != NULL)
+	{
+		char		path[MAXPGPATH];
+
+		if (strncmp(de->d_name, "worker_", 7) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", DYNBGW_SAVED_DIR, de->d_name);
+		if (!dynbgw_read_saved(path, &saved) && unlink(path) != 0)
+			elog(LOG, "could not remove file \"%s\": %m", path);
+	}
+	FreeDir(dir);
 }
 
 /*
@@ -258,6 +319,8 @@ dynbgw_save_worker(int n, const DynbgwSlot *slot)
 
 	memset(&saved, 0, sizeof(saved));
 	saved.magic = DYNBGW_SAVED_MAGIC;
+	saved.postmaster_pid = PostmasterPid;
+	saved.postmaster_started = PgStartTime;
 	saved.generation = slot->generation;
 	saved.launched_at = slot->launched_at;
 	saved.launched_by_pid = slot->launched_by_pid;
@@ -268,7 +331,7 @@ dynbgw_save_worker(int n, const DynbgwSlot *slot)
 				(errcode_for_file_access(),
 				 errmsg("could not create directory \"%s\": %m",
 						DYNBGW_SAVED_DIR)));
-	dynbgw_saved_path(path, n);
+	dynbgw_saved_path(path, n, slot->generation);
 	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
 	fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
 	if (fd < 0)
@@ -295,31 +358,22 @@ dynbgw_save_worker(int n, const DynbgwSlot *slot)
 						tmppath, path)));
 }
 
-/* Read worker n's saved definition; false unless it is this generation's. */
+/* Read the saved definition of worker n's launch of this generation. */
 bool
 dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 {
 	char		path[MAXPGPATH];
-	int			fd;
-	bool		ok;
 
-	dynbgw_saved_path(path, n);
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-		return false;
-	ok = read(fd, saved, sizeof(*saved)) == sizeof(*saved) &&
-		saved->magic == DYNBGW_SAVED_MAGIC &&
-		saved->generation == generation;
-	CloseTransientFile(fd);
-	return ok;
+	dynbgw_saved_path(path, n, generation);
+	return dynbgw_read_saved(path, saved) && saved->generation == generation;
 }
 
 void
-dynbgw_forget_worker(int n)
+dynbgw_forget_worker(int n, uint64 generation)
 {
 	char		path[MAXPGPATH];
 
-	dynbgw_saved_path(path, n);
+	dynbgw_saved_path(path, n, generation);
 	if (unlink(path) != 0 && errno != ENOENT)
 		elog(LOG, "could not remove file \"%s\": %m", path);
 }
@@ -482,38 +536,23 @@ dynbgw_command_error_callback(void *arg)
 
 /*
  * Reject a command that cannot run, before a worker exists for it: one that
- * does not parse, is empty, or controls the transaction that the worker
- * opens for each run.
+ * does not parse or breaks dynbgw's rules (dynbgw_command_check()).  The
+ * worker checks again with its own lexer settings at every run.
  */
 static void
 dynbgw_check_command(const char *command)
 {
 	ErrorContextCallback errcallback;
-	List	   *stmts;
-	ListCell   *lc;
+	List	   *parsetrees;
 
 	errcallback.callback = dynbgw_command_error_callback;
 	errcallback.arg = unconstify(char *, command);
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
-	stmts = raw_parser(command, RAW_PARSE_DEFAULT);
+	parsetrees = raw_parser(command, RAW_PARSE_DEFAULT);
 	error_context_stack = errcallback.previous;
 
-	if (stmts == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("command must not be empty")));
-	foreach(lc, stmts)
-	{
-		RawStmt    *raw = lfirst_node(RawStmt, lc);
-
-		if (IsA(raw->stmt, TransactionStmt))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
-					 errmsg("command must not contain transaction control statements"),
-					 errdetail("Each run of the command is a transaction of its own."),
-					 errhint("To commit inside a run, CALL a procedure that does.")));
-	}
+	dynbgw_command_check(parsetrees);
 }
 
 /* ---- launching ---- */
@@ -583,35 +622,30 @@ dynbgw_role_arg(FunctionCallInfo fcinfo, int argno)
 /*
  * Free or stop what a failed launch left behind.  Runs on error and on
  * process exit while the launcher waits, so neither a slot nor a worker
- * outlives a launch that did not return a PID.
+ * outlives a launch that did not return a PID.  A slot with no process is
+ * freed here, whatever state it is in; a process that has the slot frees it
+ * as it exits.
  */
 static void
 dynbgw_abandon_launch(int code, Datum arg)
 {
 	DynbgwLaunch *launch = (DynbgwLaunch *) DatumGetPointer(arg);
 	DynbgwSlot *slot = &dynbgw_reg->slots[launch->n - 1];
-	bool		forget = false;
 
 	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
-	if (slot->generation == launch->generation)
+	if (slot->generation == launch->generation &&
+		slot->launcher_latch == MyLatch)
 	{
 		slot->launcher_latch = NULL;
-		if (slot->state == DYNBGW_EXITED ||
-			(slot->state == DYNBGW_STARTING && slot->pid == 0))
-			slot->state = DYNBGW_FREE;
-		else if (slot->state != DYNBGW_FREE)
-		{
-			/* The worker has claimed the slot; it frees it as it exits. */
-			slot->stop_requested = true;
-			slot->state = DYNBGW_STOPPING;
-		}
-		forget = slot->state == DYNBGW_FREE &&
-			slot->def.restart_s != BGW_NEVER_RESTART;
+		slot->stop_requested = true;
+		slot->state = slot->pid == 0 ? DYNBGW_FREE : DYNBGW_STOPPING;
 	}
 	LWLockRelease(&dynbgw_reg->lock);
 	ConditionVariableBroadcast(&slot->state_cv);
-	if (forget)
-		dynbgw_forget_worker(launch->n);
+
+	/* The file is this launch's alone, and a failed launch needs none. */
+	if (launch->saved)
+		dynbgw_forget_worker(launch->n, launch->generation);
 
 	/* Keeps the postmaster from starting it, or stops it if it runs. */
 	if (launch->handle != NULL)
@@ -685,9 +719,33 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 }
 
 /*
+ * Whether process pid waits for a lock that this session holds.
+ */
+static bool
+dynbgw_blocked_by_us(int pid)
+{
+	Datum		blockers = DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(pid));
+	Datum	   *pids;
+	int			count;
+
+	deconstruct_array(DatumGetArrayTypeP(blockers), INT4OID, sizeof(int32),
+					  true, TYPALIGN_INT, &pids, NULL, &count);
+	for (int i = 0; i < count; i++)
+	{
+		if (DatumGetInt32(pids[i]) == MyProcPid)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Wait until the worker is connected and ready, and return its PID.  The
  * worker sets our latch when it is ready or exits, and so does the
  * postmaster when the process stops, also one that never ran our code.
+ * While a launcher waits, only it frees the slot (stoppers and the worker
+ * leave that to it), so the slot cannot pass to another launch meanwhile.
+ * A worker that waits for a lock of ours would wait for ever: every
+ * deadlock_timeout, look whether that is so.
  */
 static int
 dynbgw_wait_until_ready(DynbgwLaunch *launch)
@@ -697,43 +755,58 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 	for (;;)
 	{
 		BgwHandleStatus status;
-		pid_t		bgpid;
+		pid_t		bgpid = 0;
 		int			ready_pid;
 		bool		stopped;
+		bool		exited;
+		bool		restart;
 		int			error_code;
 		int			error_encoding;
 		char		error[DYNBGW_MAX_ERROR];
+		int			rc;
 
 		/* Ask first: once it reports the process stopped, the slot is final. */
 		status = GetBackgroundWorkerPid(launch->handle, &bgpid);
 
 		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
-		Assert(slot->generation == launch->generation);
+		if (slot->generation != launch->generation)
+		{
+			LWLockRelease(&dynbgw_reg->lock);
+			dynbgw_launch_stopped(launch->n);
+		}
 		ready_pid = slot->ready_pid;
 		stopped = slot->stop_requested;
+		exited = slot->state == DYNBGW_EXITED;
 
 		/* Once ready, what happens to it is no longer the launch's doing. */
-		if (ready_pid != 0 && slot->state != DYNBGW_EXITED)
+		if (ready_pid != 0 && !exited)
 		{
 			slot->launcher_latch = NULL;
 			LWLockRelease(&dynbgw_reg->lock);
 			return ready_pid;
 		}
-		if (slot->state == DYNBGW_EXITED || slot->state == DYNBGW_RESTARTING ||
-			status == BGWH_STOPPED || (stopped && slot->pid == 0))
+		if (exited || (slot->pid == 0 && (status == BGWH_STOPPED || stopped)))
 		{
+			/* A worker that was ready and is already gone did start. */
+			restart = ready_pid != 0 && slot->restart_after_exit && !stopped;
+			slot->state = restart ? DYNBGW_RESTARTING : DYNBGW_FREE;
 			error_code = slot->error_code;
 			error_encoding = slot->error_encoding;
 			strlcpy(error, slot->last_error, sizeof(error));
-			slot->state = DYNBGW_FREE;
-			slot->pid = 0;
 			slot->launcher_latch = NULL;
 			LWLockRelease(&dynbgw_reg->lock);
 			ConditionVariableBroadcast(&slot->state_cv);
 
-			/* A worker that was ready and is already done did start. */
 			if (ready_pid != 0)
+			{
+				if (!restart)
+				{
+					TerminateBackgroundWorker(launch->handle);
+					if (launch->saved)
+						dynbgw_forget_worker(launch->n, launch->generation);
+				}
 				return ready_pid;
+			}
 			if (stopped)
 				dynbgw_launch_stopped(launch->n);
 			if (error[0] != '\0')
@@ -750,10 +823,20 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		}
 		LWLockRelease(&dynbgw_reg->lock);
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-						 dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Max(DeadlockTimeout, 1),
+					   dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		if ((rc & WL_TIMEOUT) && status == BGWH_STARTED &&
+			dynbgw_blocked_by_us(bgpid))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					 errmsg("dynbgw worker %d cannot start: it waits for a lock held by this session",
+							launch->n),
+					 errdetail("Process %d, the worker, needs the lock to connect to its database as its role.",
+							   (int) bgpid),
+					 errhint("Launch the worker outside the transaction that holds the lock.")));
 	}
 }
 
@@ -826,50 +909,46 @@ dynbgw_wait_slot(DynbgwSlot *slot, uint64 generation, int pid,
 
 /*
  * Stop the worker in slot n, if it is still the given generation, and wait
- * until it is gone.  False if it did not go before the deadline.  A worker
- * waiting to be restarted is simply forgotten: when the postmaster starts
- * it, it finds its slot taken back and exits.
+ * until it is gone.  False if it did not go before the deadline.  The
+ * postmaster's registration is ended too, so that nothing restarts it.  A
+ * worker waiting to be restarted is simply forgotten; a launch still in
+ * progress is left for its launcher to give up.
  */
 static bool
 dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 {
 	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
+	DynbgwState state;
+	DynbgwHandle handle;
+	bool		have_handle;
+	Latch	   *launcher_latch;
 	int			pid;
 
 	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
-	if (slot->generation != generation ||
-		slot->state == DYNBGW_FREE || slot->state == DYNBGW_EXITED)
+	if (slot->generation != generation || slot->state == DYNBGW_FREE)
 	{
 		LWLockRelease(&dynbgw_reg->lock);
 		return true;
 	}
+	state = slot->state;
 	pid = slot->pid;
+	handle = slot->bgw_handle;
+	have_handle = slot->have_handle;
+	launcher_latch = slot->launcher_latch;
 	slot->stop_requested = true;
-	if (slot->state == DYNBGW_RESTARTING)
+
+	/* No launcher waits for a worker to restart (see dynbgw_worker_exit). */
+	if (state == DYNBGW_RESTARTING)
 	{
-		DynbgwHandle handle = slot->bgw_handle;
-		bool		have_handle = slot->have_handle;
-
 		slot->state = DYNBGW_FREE;
-		dynbgw_forget_worker(n);
-		LWLockRelease(&dynbgw_reg->lock);
-		ConditionVariableBroadcast(&slot->state_cv);
-
-		/*
-		 * Free its background worker slot now rather than when the restart
-		 * was due.  Without a handle (a crash-restart dropped it) the
-		 * restarted process finds its slot gone and exits at once.
-		 */
-		if (have_handle)
-			TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
-		return true;
+		dynbgw_forget_worker(n, generation);
 	}
 
 	/*
 	 * Signal only while holding the lock: the worker cannot leave the
 	 * registry meanwhile, so its PID cannot have been reused.
 	 */
-	if (pid != 0)
+	else if (pid != 0)
 	{
 		slot->state = DYNBGW_STOPPING;
 		if (kill(pid, SIGTERM) != 0)
@@ -877,6 +956,21 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	}
 	LWLockRelease(&dynbgw_reg->lock);
 
+	/*
+	 * Free its background worker slot now rather than when a restart would
+	 * be due, and keep a worker not yet started from starting.  Without a
+	 * handle (a crash-restart dropped it, or the launcher has not stored it
+	 * yet) a process that starts anyway finds its slot gone and exits.
+	 */
+	if (have_handle)
+		TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
+	ConditionVariableBroadcast(&slot->state_cv);
+	if (launcher_latch)
+		SetLatch(launcher_latch);
+
+	/* Gone already: the launcher still waiting now knows it was stopped. */
+	if (state == DYNBGW_RESTARTING || state == DYNBGW_EXITED)
+		return true;
 	if (!dynbgw_wait_slot(slot, generation, pid, false, deadline))
 		return false;
 
@@ -975,6 +1069,8 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->pid = 0;
 	slot->ready_pid = 0;
 	slot->stop_requested = false;
+	slot->restart_after_exit = false;
+	slot->failed_starts = 0;
 	slot->have_handle = false;
 	slot->launcher_latch = MyLatch;
 	slot->runs = 0;
@@ -987,13 +1083,14 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->last_error[0] = '\0';
 	launch.n = n;
 	launch.generation = slot->generation;
+	launch.saved = def->restart_s != BGW_NEVER_RESTART;
 	launch.handle = NULL;
 	LWLockRelease(&dynbgw_reg->lock);
 
 	slot_deadline = GetCurrentTimestamp() + wait_for_slot_us;
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 	{
-		if (def->restart_s != BGW_NEVER_RESTART)
+		if (launch.saved)
 			dynbgw_save_worker(n, slot);
 		dynbgw_register(&launch, def->restart_s, slot_deadline);
 		pid = dynbgw_wait_until_ready(&launch);
@@ -1040,6 +1137,11 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 		/* The postmaster counts restart delays in whole seconds. */
 		int64		restart_us = dynbgw_interval_arg(fcinfo, 6, "restart");
 
+		if (restart_us < USECS_PER_SEC)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("restart must be at least 1 second"),
+					 errhint("Leave restart NULL for a worker that is never restarted.")));
 		def->restart_s = (int) ((restart_us + USECS_PER_SEC - 1) / USECS_PER_SEC);
 	}
 	if_running = dynbgw_if_running_arg(fcinfo, 7);
@@ -1060,11 +1162,28 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 					 errhint("Put the work in a procedure and CALL it.")));
 		strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
 	}
+	else if (def->naptime_us == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("naptime must be greater than 0 for a worker without a command"),
+				 errdetail("Such a worker only counts its wake-ups.")));
 
 	pid = dynbgw_start(n, def, if_running, wait_for_slot_us);
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(pid);
+}
+
+static void
+dynbgw_not_entry_point(const char *function, const char *library,
+					   const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 errmsg("function \"%s\" in library \"%s\" is not a background worker entry point",
+					function, library),
+			 errdetail_internal("%s", detail),
+			 errhint("An entry point is declared as \"void name(Datum main_arg)\".")));
 }
 
 /*
@@ -1082,6 +1201,7 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 	char	   *library;
 	char	   *function;
 	void	   *libhandle;
+	bgworker_main_type entry;
 	char	   *finfo_name;
 
 	if (!superuser())
@@ -1104,16 +1224,21 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 				 errdetail("Library names may have up to %d bytes, function names up to %d.",
 						   MAXPGPATH - 1, BGW_MAXLEN - 1)));
 
+	/* What every library exports for the server's own use. */
+	if (strcmp(function, "_PG_init") == 0 ||
+		strcmp(function, "_PG_fini") == 0 ||
+		strcmp(function, PG_MAGIC_FUNCTION_NAME_STRING) == 0 ||
+		strncmp(function, "pg_finfo_", 9) == 0)
+		dynbgw_not_entry_point(function, library, "The server calls it when it loads the library.");
+
 	/* Fails with the usual errors for a missing library or function. */
-	(void) load_external_function(library, function, true, &libhandle);
+	entry = DYNBGW_ENTRY_POINT(load_external_function(library, function,
+													  true, &libhandle));
 	finfo_name = psprintf("pg_finfo_%s", function);
 	if (lookup_external_function(libhandle, finfo_name) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("function \"%s\" in library \"%s\" is SQL-callable, not a background worker entry point",
-						function, library),
-				 errhint("An entry point is declared as \"void %s(Datum main_arg)\".",
-						 function)));
+		dynbgw_not_entry_point(function, library, "It is an SQL-callable function.");
+	if (entry == dynbgw_worker_main)
+		dynbgw_not_entry_point(function, library, "It is what runs every dynbgw worker.");
 
 	def = palloc0(sizeof(DynbgwDefinition));
 	def->kind = DYNBGW_KIND_FUNCTION;

@@ -18,6 +18,7 @@
 #define DYNBGW_H
 
 #include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -35,6 +36,12 @@
 /* Upper bound of dynbgw.max_workers. */
 #define DYNBGW_MAX_WORKERS_LIMIT	1024
 
+/*
+ * A restartable worker that exits abnormally this many times in a row
+ * without completing a run is not restarted again.
+ */
+#define DYNBGW_MAX_FAILED_STARTS	5
+
 typedef enum DynbgwState
 {
 	DYNBGW_FREE = 0,			/* no worker has this number */
@@ -44,7 +51,7 @@ typedef enum DynbgwState
 	DYNBGW_STOPPING,			/* asked to stop, not yet gone */
 	DYNBGW_RESTARTING,			/* died; the postmaster restarts it soon */
 	DYNBGW_EXITED				/* gone while its launcher still waited; the
-								 * launcher reads the outcome and frees it */
+								 * launcher reads the outcome and decides */
 } DynbgwState;
 
 typedef enum DynbgwKind
@@ -86,6 +93,9 @@ typedef struct DynbgwSlot
 	int			ready_pid;		/* the worker's PID once it was ready */
 	int			last_pid;		/* the PID of the last worker that left */
 	bool		stop_requested;
+	bool		restart_after_exit; /* EXITED: what the worker wanted next */
+	int			failed_starts;	/* abnormal exits in a row without a
+								 * successful run */
 	bool		have_handle;	/* false after a crash-restart */
 	DynbgwHandle bgw_handle;	/* the postmaster's registration */
 	Latch	   *launcher_latch; /* set on the worker's progress; NULL once
@@ -119,7 +129,7 @@ typedef struct DynbgwRegistry
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44594e52	/* "DYNR" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595232	/* "DYR2" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -131,18 +141,22 @@ typedef struct DynbgwWorkerArgs
 /*
  * A restartable worker's definition is also kept in a file, because a
  * crash-restart of the server empties the registry while the postmaster
- * still restarts the worker.
+ * still restarts the worker.  One file per launch (worker_N_GENERATION), so
+ * that removing one launch's file never touches the next one's; files of an
+ * earlier server life are removed when the registry is created.
  */
 typedef struct DynbgwSavedWorker
 {
 	uint32		magic;
+	int			postmaster_pid; /* the server life it belongs to */
+	TimestampTz postmaster_started;
 	uint64		generation;
 	TimestampTz launched_at;
 	int			launched_by_pid;
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e31	/* "DYN1" */
+#define DYNBGW_SAVED_MAGIC	0x44594e32	/* "DYN2" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*
@@ -169,8 +183,13 @@ extern const char *dynbgw_state_name(DynbgwState state);
 extern void dynbgw_save_worker(int n, const DynbgwSlot *slot);
 extern bool dynbgw_load_worker(int n, uint64 generation,
 							   DynbgwSavedWorker *saved);
-extern void dynbgw_forget_worker(int n);
+extern void dynbgw_forget_worker(int n, uint64 generation);
 extern void dynbgw_set_error(DynbgwSlot *slot, int code, const char *message);
+
+/* dynbgw_command.c */
+extern void dynbgw_command_check(List *parsetrees);
+extern void dynbgw_command_run(const char *command);
+extern void dynbgw_command_recover(void);
 
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 

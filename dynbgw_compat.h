@@ -115,6 +115,28 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 #include "catalog/pg_database.h"
 #include "utils/acl.h"
 
+/*
+ * dynbgw is built with hidden symbol visibility (the Makefile), so that only
+ * entry points and SQL-callable functions can be loaded by name.  From 16
+ * PGDLLEXPORT marks those visible; before, it is empty.
+ */
+#undef PGDLLEXPORT
+#define PGDLLEXPORT __attribute__((visibility("default")))
+
+/* 16 marks the SQL-callable function itself, not only its info record. */
+#include "fmgr.h"
+#undef PG_FUNCTION_INFO_V1
+#define PG_FUNCTION_INFO_V1(funcname) \
+extern PGDLLEXPORT Datum funcname(PG_FUNCTION_ARGS); \
+extern PGDLLEXPORT const Pg_finfo_record *CppConcat(pg_finfo_,funcname)(void); \
+const Pg_finfo_record * \
+CppConcat(pg_finfo_,funcname) (void) \
+{ \
+	static const Pg_finfo_record my_finfo = { 1 }; \
+	return &my_finfo; \
+} \
+extern int no_such_variable
+
 /* 16 declares _PG_init() in fmgr.h. */
 extern PGDLLEXPORT void _PG_init(void);
 
@@ -132,6 +154,14 @@ extern PGDLLEXPORT void _PG_init(void);
  * could always SET ROLE, which is what dynbgw asks.
  */
 #define member_can_set_role(member, role)	is_member_of_role(member, role)
+#endif
+
+/* ---- changed in 17 ---- */
+
+/* 17 gave ReplicationSlotCleanup() the choice to drop synced slots only. */
+#if PG_VERSION_NUM < 170000
+#include "replication/slot.h"
+#define ReplicationSlotCleanup(synced_only)	ReplicationSlotCleanup()
 #endif
 
 /* ---- new in 17 ---- */

@@ -6,9 +6,10 @@
  * A worker claims its slot in the registry, connects to its database as
  * its role, tells its launcher that it is ready, and then either runs its
  * SQL command on a fixed-rate schedule or calls a library's entry point.
- * SIGTERM means "stop": a run in progress is cancelled and rolled back and
- * the process exits with status 0, so the postmaster never restarts it.
- * Whatever way it exits, it leaves the registry on its way out.
+ * SIGTERM means "stop", from anyone and at any time: as for a backend it
+ * terminates the process at the next interrupt check, which no exception
+ * handler in the command can catch, and a stopped worker is never
+ * restarted.  Whatever way it exits, it leaves the registry on its way out.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,17 +24,11 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 
-/* running the command */
-#include "access/xact.h"
+/* the schedule and its runs */
+#include "mb/pg_wchar.h"
 #include "pgstat.h"
-#include "parser/analyze.h"
-#include "tcop/pquery.h"
-#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/portal.h"
-#include "utils/snapmgr.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "dynbgw.h"
@@ -46,61 +41,52 @@ static uint64 my_generation;
 static int	my_number;
 static int64 my_runs;			/* runs done, counting those before a restart */
 
+/* Set by SIGTERM: this process is to stop, whoever asked. */
 static volatile sig_atomic_t stop_requested = false;
 
 /*
- * Cancels (SIGINT, statement_timeout) and stops (SIGTERM) interrupt a run
- * only: between runs there is nothing to cancel, and an error raised there
- * would end the process with a status that makes the postmaster restart it.
+ * A cancel (SIGINT) interrupts a run only: between runs there is nothing to
+ * cancel, and an error raised there would end the process.
  */
 static volatile sig_atomic_t in_run = false;
 
-/*
- * Until it is ready, a worker may wait for its role and database, on locks
- * other sessions hold; a stop must end that wait, so then SIGTERM ends the
- * process the usual way.
- */
-static volatile sig_atomic_t ready = false;
+/* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
+static bool completed_run = false;
 
 /* The last error this process reported, for a launcher still waiting. */
 static int	last_error_code;
 static char last_error[DYNBGW_MAX_ERROR];
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* Cancel the run in progress, if any.  Called from signal handlers. */
-static void
-dynbgw_cancel_run(void)
-{
-	if (in_run)
-	{
-		InterruptPending = true;
-		QueryCancelPending = true;
-	}
-	SetLatch(MyLatch);
-}
+/* Failure lines are logged at most once a second; the rest are counted. */
+#define DYNBGW_FAILURE_LOG_INTERVAL_MS	1000
+static TimestampTz last_failure_logged = 0;
+static int64 failures_not_logged = 0;
 
 static void
 dynbgw_sigint(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	dynbgw_cancel_run();
+	if (in_run)
+	{
+		InterruptPending = true;
+		QueryCancelPending = true;
+	}
+	SetLatch(MyLatch);
 	errno = save_errno;
 }
 
+/*
+ * A termination request, as die() makes it for a backend: the next
+ * CHECK_FOR_INTERRUPTS() raises FATAL, which a command cannot catch.
+ * Between runs the schedule loop sees the flag first and exits quietly.
+ */
 static void
 dynbgw_sigterm(SIGNAL_ARGS)
 {
-	int			save_errno = errno;
-
 	stop_requested = true;
-	if (!ready)
-	{
-		InterruptPending = true;
-		ProcDiePending = true;
-	}
-	dynbgw_cancel_run();
-	errno = save_errno;
+	die(postgres_signal_arg);
 }
 
 static void
@@ -116,18 +102,41 @@ dynbgw_remember_error(ErrorData *edata)
 }
 
 /*
+ * Whether an abnormal exit of this process is the last straw: its database
+ * is gone, which never comes back, or it is the DYNBGW_MAX_FAILED_STARTS-th
+ * in a row without a successful run.  Called with the registry locked.
+ */
+static bool
+dynbgw_give_up(void)
+{
+	if (completed_run)
+		my_slot->failed_starts = 0;
+	my_slot->failed_starts++;
+	if (my_slot->ready_pid == 0 && last_error_code == ERRCODE_UNDEFINED_DATABASE)
+		return true;
+	return my_slot->failed_starts >= DYNBGW_MAX_FAILED_STARTS;
+}
+
+/*
  * Leave the registry.  A before_shmem_exit callback, because the registry's
  * segment is unmapped before on_shmem_exit callbacks run; the stopper waits
  * for the rest of the exit by watching the PID.  A worker that dies with a
- * restart delay keeps its slot for the postmaster's restart of it.
+ * restart delay keeps its slot for the postmaster's restart of it, unless it
+ * was stopped or gives up; then its registration is ended too, because an
+ * exit through FATAL would otherwise be restarted.  While the launcher still
+ * waits, it is the launcher that decides (see dynbgw_wait_until_ready()).
  */
 static void
 dynbgw_worker_exit(int code, Datum arg)
 {
 	DynbgwRegistry *reg;
 	Latch	   *launcher_latch = NULL;
-	bool		restartable;
+	bool		gave_up = false;
 	bool		forget = false;
+	bool		end_registration = false;
+	bool		stopping = false;
+	int			failed_starts = 0;
+	DynbgwHandle handle;
 
 	if (my_slot == NULL)
 		return;
@@ -136,36 +145,61 @@ dynbgw_worker_exit(int code, Datum arg)
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
 	{
-		restartable = my_slot->def.restart_s != BGW_NEVER_RESTART;
+		bool		restartable = my_slot->def.restart_s != BGW_NEVER_RESTART;
+		bool		restart = false;
+
+		stopping = stop_requested || my_slot->stop_requested;
+
 		/* A launcher still waiting reports why; a run cut short counts. */
 		if (last_error[0] != '\0' &&
 			(my_slot->ready_pid == 0 || my_slot->state == DYNBGW_RUNNING))
-		{
 			dynbgw_set_error(my_slot, last_error_code, last_error);
-		}
 		if (my_slot->state == DYNBGW_RUNNING && code != 0)
 		{
 			my_slot->runs++;
 			my_slot->failures++;
 		}
+		if (restartable && code != 0 && !stopping)
+		{
+			gave_up = dynbgw_give_up();
+			failed_starts = my_slot->failed_starts;
+			restart = !gave_up;
+		}
+		my_slot->stop_requested |= stopping;
 		my_slot->pid = 0;
 		my_slot->last_pid = MyProcPid;
 		my_slot->next_run = 0;
 		launcher_latch = my_slot->launcher_latch;
-		if (restartable && code != 0 && !my_slot->stop_requested)
-			my_slot->state = DYNBGW_RESTARTING;
-		else if (launcher_latch)
+		if (launcher_latch)
+		{
 			my_slot->state = DYNBGW_EXITED;
+			my_slot->restart_after_exit = restart;
+		}
+		else if (restart)
+			my_slot->state = DYNBGW_RESTARTING;
 		else
 		{
 			my_slot->state = DYNBGW_FREE;
 			forget = restartable;
+			end_registration = restartable && my_slot->have_handle;
+			handle = my_slot->bgw_handle;
 		}
 	}
 	LWLockRelease(&reg->lock);
 
+	if (stopping)
+		ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
+	else if (gave_up)
+		ereport(LOG,
+				(errmsg("dynbgw worker %d will not be restarted", my_number),
+				 failed_starts < DYNBGW_MAX_FAILED_STARTS ?
+				 errdetail("Its database no longer exists.") :
+				 errdetail("It exited abnormally %d times in a row without completing a run.",
+						   failed_starts)));
 	if (forget)
-		dynbgw_forget_worker(my_number);
+		dynbgw_forget_worker(my_number, my_generation);
+	if (end_registration)
+		TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
 	ConditionVariableBroadcast(&my_slot->state_cv);
 	if (launcher_latch)
 		SetLatch(launcher_latch);
@@ -212,6 +246,7 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 		slot->launched_by_pid = saved->launched_by_pid;
 		slot->state = DYNBGW_RESTARTING;
 		slot->stop_requested = false;
+		slot->failed_starts = 0;
 		slot->have_handle = false;
 		slot->launcher_latch = NULL;
 		slot->runs = slot->failures = 0;
@@ -257,7 +292,6 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 		my_slot->state = state;
 		my_slot->ready_pid = MyProcPid;
 		my_slot->next_run = next_run;
-		ready = true;
 	}
 	launcher_latch = my_slot->launcher_latch;
 	LWLockRelease(&reg->lock);
@@ -305,69 +339,6 @@ dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
 }
 
 /*
- * Run the command once, in a transaction of its own, the way a simple query
- * from a client runs: each statement through a portal, so that a CALLed
- * procedure may commit and utility statements such as VACUUM work alone.
- * Results are discarded.
- */
-static void
-dynbgw_run_command(const char *command)
-{
-	MemoryContext run_context = CurrentMemoryContext;
-	List	   *parsetrees;
-	ListCell   *lc;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	/* Parse trees must outlive a commit inside the run. */
-	MemoryContextSwitchTo(run_context);
-	pgstat_report_activity(STATE_RUNNING, command);
-	if (StatementTimeout > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
-
-	parsetrees = pg_parse_query(command);
-	foreach(lc, parsetrees)
-	{
-		RawStmt    *parsetree = lfirst_node(RawStmt, lc);
-		bool		snapshot_set = false;
-		List	   *querytrees;
-		List	   *plantrees;
-		Portal		portal;
-		DestReceiver *receiver;
-		QueryCompletion qc;
-
-		if (analyze_requires_snapshot(parsetree))
-		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			snapshot_set = true;
-		}
-		querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, command,
-														NULL, 0, NULL);
-		plantrees = pg_plan_queries(querytrees, command,
-									CURSOR_OPT_PARALLEL_OK, NULL);
-		if (snapshot_set)
-			PopActiveSnapshot();
-
-		portal = CreatePortal("", true, true);
-		portal->visible = false;
-		PortalDefineQuery(portal, NULL, command,
-						  CreateCommandTag(parsetree->stmt), plantrees, NULL);
-		PortalStart(portal, NULL, 0, InvalidSnapshot);
-		receiver = CreateDestReceiver(DestNone);
-		(void) PortalRun(portal, FETCH_ALL, list_length(parsetrees) == 1,
-						 receiver, receiver, &qc);
-		receiver->rDestroy(receiver);
-		PortalDrop(portal, false);
-		CommandCounterIncrement();
-	}
-
-	disable_timeout(STATEMENT_TIMEOUT, false);
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/*
  * Run k is due at origin + k * naptime: a fixed rate that does not drift.  A
  * run that overran its slot is followed at once by one more, and the starts
  * it missed are skipped.  Returns the k of the next run after one that
@@ -381,6 +352,43 @@ dynbgw_next_k(const DynbgwDefinition *def, TimestampTz origin, int64 k,
 	if (def->naptime_us > 0)
 		k = Max(k, (now - origin) / def->naptime_us);
 	return k;
+}
+
+/* How much of a message the log and the registry keep. */
+static int
+dynbgw_clipped_len(const char *message)
+{
+	return pg_mbcliplen(message, strlen(message), DYNBGW_MAX_ERROR - 1);
+}
+
+/*
+ * Log a failed run, at most once a second: a command that fails at once,
+ * run back to back, must not flood the log.  The lines left out are
+ * counted in the next one, and the texts are cut as in the registry.
+ */
+static void
+dynbgw_log_failure(const ErrorData *edata, TimestampTz now)
+{
+	if (last_failure_logged != 0 &&
+		!TimestampDifferenceExceeds(last_failure_logged, now,
+									DYNBGW_FAILURE_LOG_INTERVAL_MS))
+	{
+		failures_not_logged++;
+		return;
+	}
+	ereport(LOG,
+			(failures_not_logged > 0 ?
+			 errmsg("dynbgw worker %d: command failed with SQLSTATE %s, and %lld more times since the last report",
+					my_number, unpack_sql_state(edata->sqlerrcode),
+					(long long) failures_not_logged) :
+			 errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
+					my_number, unpack_sql_state(edata->sqlerrcode)),
+			 errdetail_internal("%.*s", dynbgw_clipped_len(edata->message),
+								edata->message),
+			 edata->hint ?
+			 errhint("%.*s", dynbgw_clipped_len(edata->hint), edata->hint) : 0));
+	last_failure_logged = now;
+	failures_not_logged = 0;
 }
 
 /*
@@ -403,18 +411,15 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 		in_run = true;
 		PG_TRY();
 		{
-			dynbgw_run_command(def->command);
+			dynbgw_command_run(def->command);
 		}
 		PG_CATCH();
 		{
 			in_run = false;
-			QueryCancelPending = false;
 			MemoryContextSwitchTo(run_context);
 			edata = CopyErrorData();
 			FlushErrorState();
-			AbortCurrentTransaction();
-			disable_timeout(STATEMENT_TIMEOUT, false);
-			pgstat_report_activity(STATE_IDLE, NULL);
+			dynbgw_command_recover();
 		}
 		PG_END_TRY();
 		in_run = false;
@@ -422,12 +427,11 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 		QueryCancelPending = false;
 	}
 
-	if (edata != NULL && !stop_requested)
-		ereport(LOG,
-				(errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
-						my_number, unpack_sql_state(edata->sqlerrcode)),
-				 errdetail_internal("%s", edata->message)));
 	finished = GetCurrentTimestamp();
+	if (edata != NULL)
+		dynbgw_log_failure(edata, finished);
+	else
+		completed_run = true;
 	next_k = dynbgw_next_k(def, origin, k, finished);
 	dynbgw_report_run_end(started, finished,
 						  origin + next_k * def->naptime_us, edata);
@@ -441,7 +445,9 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 /*
  * Sleep until the given time or a stop request.  The latch wait sleeps in
  * whole milliseconds; the last fraction is slept out so that runs start on
- * time.
+ * time.  Interrupts are served even when the next run is already due, as
+ * with naptime 0: barriers (DROP DATABASE elsewhere waits for one) and
+ * cancels must not wait for a pause in the schedule.
  */
 static void
 dynbgw_sleep_until(TimestampTz wake_at)
@@ -452,6 +458,7 @@ dynbgw_sleep_until(TimestampTz wake_at)
 
 		if (stop_requested)
 			return;
+		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -469,7 +476,6 @@ dynbgw_sleep_until(TimestampTz wake_at)
 							 Min(remaining_us / 1000, 3600 * 1000L),
 							 dynbgw_wait_event(DYNBGW_WAIT_NAP));
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -506,7 +512,6 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 			proc_exit(0);
 		}
 	}
-	ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
 }
 
 static void
@@ -543,14 +548,9 @@ dynbgw_worker_main(Datum main_arg)
 	if (def == NULL)
 		proc_exit(0);
 
+	/* Foreign code expects a cancel to work at any time. */
 	if (def->kind == DYNBGW_KIND_FUNCTION)
-	{
-		/* Foreign code expects the usual signal handling. */
 		pqsignal(SIGINT, StatementCancelHandler);
-		pqsignal(SIGTERM, die);
-		if (stop_requested)
-			proc_exit(0);
-	}
 
 	/* Only a connected worker has a session to name. */
 	if (OidIsValid(def->dboid))
@@ -579,18 +579,18 @@ void
 dynbgw_sleep_main(Datum main_arg)
 {
 	int64		timeout_ms = DatumGetInt64(main_arg);
-	TimestampTz until = GetCurrentTimestamp() + timeout_ms * 1000;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz until = DT_NOEND;
 
+	/* A timeout past the end of time is no timeout. */
+	if (timeout_ms > 0 && timeout_ms < (DT_NOEND - now) / 1000)
+		until = now + timeout_ms * 1000;
 	for (;;)
 	{
-		long		wait_ms = 3600 * 1000L;
+		long		wait_ms = dynbgw_ms_until(until);
 
-		if (timeout_ms > 0)
-		{
-			wait_ms = dynbgw_ms_until(until);
-			if (wait_ms <= 0)
-				break;
-		}
+		if (wait_ms <= 0)
+			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, dynbgw_wait_event(DYNBGW_WAIT_NAP));
 		ResetLatch(MyLatch);

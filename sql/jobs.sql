@@ -72,6 +72,16 @@ SELECT dynbgw_launch(5, runs => 0);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(5, restart => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
+-- A restart delay under a second would restart a failing worker in a
+-- tight loop (22023).
+SELECT dynbgw_launch(5, restart => '0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch(5, restart => '999 ms');
+\echo :LAST_ERROR_SQLSTATE
+-- A worker without a command only counts its wake-ups: at naptime 0 it
+-- would spin (22023).  With a command, naptime 0 runs it back to back.
+SELECT dynbgw_launch(5, naptime => '0');
+\echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(5, wait_for_slot => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(5, wait_for_slot => '400 days');

@@ -134,6 +134,28 @@ SELECT count(*) AS registered FROM dynbgw_workers;
 SELECT dynbgw_launch(1, 'SELECT 1; ROLLBACK');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS registered FROM dynbgw_workers;
+SELECT dynbgw_launch(1, 'SELECT 1; SAVEPOINT s');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS registered FROM dynbgw_workers;
+
+-- A worker has no client to COPY to or from: its standard output and input
+-- are the postmaster's (0A000).  COPY to or from a file is a different
+-- matter, for those allowed to.
+SELECT dynbgw_launch(1, 'COPY (SELECT 1) TO STDOUT');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS registered FROM dynbgw_workers;
+SELECT dynbgw_launch(1, 'CREATE TEMP TABLE t (i int); COPY t FROM STDIN');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS registered FROM dynbgw_workers;
+
+-- The launcher checks with its own lexer settings; the worker checks again
+-- at every run with its own (see t/017_hostile_commands.pl).  Here the
+-- launcher sees BEGIN, which a worker with standard_conforming_strings on
+-- reads as part of a string: refused all the same, the safe side.
+SET standard_conforming_strings = on;
+SELECT dynbgw_launch(1, $$SELECT 'a\'; BEGIN; SELECT 1; --'$$);
+\echo :LAST_ERROR_SQLSTATE
+RESET standard_conforming_strings;
 
 -- A command has at most 8191 bytes: 8192 is too long (54000).
 SELECT dynbgw_launch(1, 'SELECT ' || repeat('1', 8185));
@@ -215,6 +237,15 @@ SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_sleep_main', arg => 1) > 0 AS
 SELECT wait_until('dynbgw_pid(6) IS NULL') AS ended_by_itself;
 SELECT count(*) AS registered FROM dynbgw_workers;
 
+-- A timeout too large to add to the clock means no timeout: the worker
+-- waits until stopped (it used to overflow and exit at once).  It is still
+-- there after a wait long enough for the old, immediate exit.
+SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_sleep_main',
+                              arg => 9223372036854775807) AS pid6 \gset
+SELECT pg_sleep(0.2);
+SELECT dynbgw_pid(6) = :pid6 AS still_waiting;
+SELECT dynbgw_stop(:pid6) AS stopped;
+
 --
 -- Refused function workers
 --
@@ -237,6 +268,29 @@ SELECT count(*) AS registered FROM dynbgw_workers;
 -- An SQL-callable function is not an entry point (42809).
 SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_pid');
 \echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS registered FROM dynbgw_workers;
+
+-- Nor are what every library exports for the server: its initialization
+-- function, its magic block and the info records of its SQL functions
+-- (42809), nor the function that runs every dynbgw worker.
+SELECT dynbgw_launch_function(6, 'dynbgw', '_PG_init');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch_function(6, 'dynbgw', 'Pg_magic_func');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch_function(6, 'dynbgw', 'pg_finfo_dynbgw_pid');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_worker_main');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS registered FROM dynbgw_workers;
+
+-- dynbgw's internal functions are not exported, so they cannot be loaded
+-- by name (42883): calling one as an entry point crashed the server.
+\set VERBOSITY sqlstate
+SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_set_error', 16);
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch_function(6, 'dynbgw', 'dynbgw_registry');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SELECT count(*) AS registered FROM dynbgw_workers;
 
 -- NULL library, function or arg (22004).

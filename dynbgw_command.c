@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_command.c
+ *		What a dynbgw command may contain, and one run of it.
+ *
+ * A command is one or more SQL statements that a worker runs the way the
+ * server runs a client's simple query: in one transaction, statement by
+ * statement through portals, each statement under its own
+ * statement_timeout.  The rules are checked twice: at launch, for a clear
+ * error before any process exists, and again at every run, because the
+ * worker splits the command with its own lexer settings
+ * (standard_conforming_strings and the like), which may differ from the
+ * launching session's.  A failed run is cleaned up as completely as a
+ * backend cleans up after an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+/* running statements */
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "parser/analyze.h"
+#include "pgstat.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+
+/* what error recovery releases */
+#include "jit/jit.h"
+#include "replication/slot.h"
+
+#include "dynbgw.h"
+
+/*
+ * Reject what a command must not do, statement by statement: control the
+ * transaction that each run is, or copy to or from a client it does not
+ * have (a worker's standard output and input are the postmaster's).
+ */
+void
+dynbgw_command_check(List *parsetrees)
+{
+	ListCell   *lc;
+
+	if (parsetrees == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("command must not be empty")));
+	foreach(lc, parsetrees)
+	{
+		Node	   *stmt = lfirst_node(RawStmt, lc)->stmt;
+
+		if (IsA(stmt, TransactionStmt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+					 errmsg("command must not contain transaction control statements"),
+					 errdetail("Each run of the command is a transaction of its own."),
+					 errhint("To commit inside a run, CALL a procedure that does.")));
+		if (IsA(stmt, CopyStmt) && ((CopyStmt *) stmt)->filename == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("command must not COPY to or from the client"),
+					 errdetail("A worker has no client."),
+					 errhint("COPY to or from a file or a program instead.")));
+	}
+}
+
+/*
+ * In a command of several statements, a statement that cannot run inside a
+ * transaction block fails as it would in a client's multi-statement query;
+ * say what the rule is and how to follow it.
+ */
+static void
+dynbgw_statement_error_callback(void *arg)
+{
+	if (geterrcode() == ERRCODE_ACTIVE_SQL_TRANSACTION)
+		errhint("The statements of a dynbgw command run in one transaction block; launch a worker with \"%s\" as its only statement.",
+				(const char *) arg);
+}
+
+/*
+ * Run the command once.  Results are discarded.  On error the caller
+ * recovers with dynbgw_command_recover().
+ */
+void
+dynbgw_command_run(const char *command)
+{
+	MemoryContext run_context = CurrentMemoryContext;
+	ErrorContextCallback errcallback;
+	List	   *parsetrees;
+	ListCell   *lc;
+	bool		single;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	/* Parse trees must outlive a commit inside the run. */
+	MemoryContextSwitchTo(run_context);
+	pgstat_report_activity(STATE_RUNNING, command);
+
+	parsetrees = pg_parse_query(command);
+	dynbgw_command_check(parsetrees);
+
+	/*
+	 * As for a client's query: several statements form an implicit
+	 * transaction block, so that those that cannot run in one say so.
+	 */
+	single = list_length(parsetrees) == 1;
+	if (!single)
+		BeginImplicitTransactionBlock();
+
+	errcallback.callback = dynbgw_statement_error_callback;
+	errcallback.previous = error_context_stack;
+	foreach(lc, parsetrees)
+	{
+		RawStmt    *parsetree = lfirst_node(RawStmt, lc);
+		CommandTag	tag = CreateCommandTag(parsetree->stmt);
+		bool		snapshot_set = false;
+		List	   *querytrees;
+		List	   *plantrees;
+		Portal		portal;
+		DestReceiver *receiver;
+		QueryCompletion qc;
+
+		errcallback.arg = unconstify(char *, GetCommandTagName(tag));
+		if (!single)
+			error_context_stack = &errcallback;
+
+		/* Armed per statement, so that a SET earlier in the command counts. */
+		if (StatementTimeout > 0)
+			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+
+		if (analyze_requires_snapshot(parsetree))
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			snapshot_set = true;
+		}
+		querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, command,
+														NULL, 0, NULL);
+		plantrees = pg_plan_queries(querytrees, command,
+									CURSOR_OPT_PARALLEL_OK, NULL);
+		if (snapshot_set)
+			PopActiveSnapshot();
+
+		portal = CreatePortal("", true, true);
+		portal->visible = false;
+		PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
+		PortalStart(portal, NULL, 0, InvalidSnapshot);
+		receiver = CreateDestReceiver(DestNone);
+		(void) PortalRun(portal, FETCH_ALL, true, receiver, receiver, &qc);
+		receiver->rDestroy(receiver);
+		PortalDrop(portal, false);
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		error_context_stack = errcallback.previous;
+		CommandCounterIncrement();
+	}
+
+	/* Cursors declared WITH HOLD end with the run, like everything else. */
+	PortalHashTableDeleteAll();
+	if (!single)
+		EndImplicitTransactionBlock();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Undo what a failed run left, as PostgresMain() does after an error: the
+ * transaction, portals kept across a commit inside the run, replication
+ * slots it acquired or made, JIT state, timeouts and a pending cancel.
+ * The caller has copied and flushed the error.
+ */
+void
+dynbgw_command_recover(void)
+{
+	HOLD_INTERRUPTS();
+	disable_all_timeouts(false);
+	QueryCancelPending = false;
+	AbortCurrentTransaction();
+	PortalErrorCleanup();
+	if (MyReplicationSlot != NULL)
+		ReplicationSlotRelease();
+	ReplicationSlotCleanup(false);
+	jit_reset_after_error();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
+}
