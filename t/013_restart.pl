@@ -12,6 +12,8 @@
 # - dynbgw_stop(n => N) cancels a pending restart.
 # - A clean server restart ends every worker for good: dynamic background
 #   workers do not survive the postmaster, whatever their restart delay.
+# - Restarts are bounded: a worker that exits abnormally 5 times in a row
+#   without completing a run, or whose database is gone, ends for good.
 
 use strict;
 use warnings;
@@ -269,8 +271,11 @@ ok(stays($node, workers_seen_sql(), '0', 3),
 ###########################################################################
 # 5. A worker that dies in its very first run, while its launcher may still
 # be waiting, is restarted all the same: the launch returns its PID and the
-# postmaster keeps starting it again, each time with a new PID, until it is
-# stopped.
+# postmaster starts it again after its delay.  But a worker that keeps
+# dying without completing a run is not restarted for ever: after
+# DYNBGW_MAX_FAILED_STARTS (5) abnormal exits in a row it ends for good,
+# with a log line that says why.  The restarts are proven by the log: five
+# distinct PIDs exited with status 1, each after its own failed run.
 ###########################################################################
 
 $offset = -s $node->logfile;
@@ -278,15 +283,50 @@ my $pid7 = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'SET exit_on_error = on; SELECT 1/0',
 	                       naptime => '1 hour', restart => '1 s')});
 like($pid7, qr/^\d+$/, 'worker 7, failing at once, was launched');
+$node->wait_for_log(qr/dynbgw worker 7 will not be restarted/, $offset);
+my $log7 = slurp_file($node->logfile, $offset);
+like(
+	$log7,
+	qr/dynbgw worker 7 will not be restarted\n.*DETAIL:  It exited abnormally 5 times in a row without completing a run\./,
+	'worker 7 gave up after 5 failed starts, and the log says why');
+my %exited = map { $_ => 1 }
+  $log7 =~ /background worker "dynbgw" \(PID (\d+)\) exited with exit code 1/g;
+is(scalar(keys %exited), 5, 'five processes of worker 7 exited with status 1');
+ok($exited{$pid7}, 'the first of them is the launched one');
+ok(stays($node, workers_seen_sql(), '0', 3),
+	'worker 7 is not restarted again');
+is(scalar(() = glob($node->data_dir . '/pg_dynbgw/worker_7_*')),
+	0, 'and its saved definition is gone');
+
+###########################################################################
+# 6. A worker whose database is dropped while it waits to be restarted
+# ends at its next start, for good: a database never comes back under the
+# same OID.  Before, it failed to connect every restart delay, for ever.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE doomed');
+$offset = -s $node->logfile;
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(8, 'SET exit_on_error = on; SELECT 1/0',
+	                       naptime => '1 hour', database => 'doomed',
+	                       restart => '3 s')});
 ok( $node->poll_query_until(
-		'postgres', "SELECT pid IS NOT NULL AND pid <> $pid7 FROM dynbgw_workers WHERE n = 7"),
-	'worker 7 was restarted with a new PID');
-ok( $node->poll_query_until(
-		'postgres', "SELECT failures >= 2 FROM dynbgw_workers WHERE n = 7"),
-	'and failed again, still listed');
-is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)'),
-	't', 'stopping worker 7 by number');
-ok(stays($node, workers_seen_sql(), '0', 3), 'worker 7 stays stopped');
+		'postgres', "SELECT state = 'restarting' FROM dynbgw_workers WHERE n = 8"),
+	'worker 8 waits to be restarted');
+# The worker is connected to "doomed" only for an instant every 3 s.
+my $dropped = 0;
+for (1 .. 50)
+{
+	last if $dropped = ($node->psql('postgres', 'DROP DATABASE doomed') == 0);
+}
+ok($dropped, 'database doomed dropped while worker 8 waits');
+$node->wait_for_log(qr/dynbgw worker 8 will not be restarted/, $offset);
+like(
+	slurp_file($node->logfile, $offset),
+	qr/dynbgw worker 8 will not be restarted\n.*DETAIL:  Its database no longer exists\./,
+	'worker 8 gave up at its first start without a database');
+ok(stays($node, workers_seen_sql(), '0', 4),
+	'and is not restarted again');
 
 $node->stop;
 done_testing();
