@@ -788,7 +788,9 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		if (exited || (slot->pid == 0 && (status == BGWH_STOPPED || stopped)))
 		{
 			/* A worker that was ready and is already gone did start. */
-			restart = ready_pid != 0 && slot->restart_after_exit && !stopped;
+			/* ... and restarts, unless its registration is gone meanwhile. */
+			restart = ready_pid != 0 && slot->restart_after_exit && !stopped &&
+				status != BGWH_STOPPED;
 			slot->state = restart ? DYNBGW_RESTARTING : DYNBGW_FREE;
 			error_code = slot->error_code;
 			error_encoding = slot->error_encoding;

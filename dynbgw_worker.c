@@ -181,9 +181,11 @@ dynbgw_worker_exit(int code, Datum arg)
 		{
 			my_slot->state = DYNBGW_FREE;
 			forget = restartable;
-			end_registration = restartable && my_slot->have_handle;
-			handle = my_slot->bgw_handle;
 		}
+
+		/* Also while a stalled launcher has yet to decide: no restart. */
+		end_registration = restartable && !restart && my_slot->have_handle;
+		handle = my_slot->bgw_handle;
 	}
 	LWLockRelease(&reg->lock);
 
@@ -255,8 +257,14 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 		slot->last_error[0] = '\0';
 		reg->last_generation = Max(reg->last_generation, args->generation);
 	}
+	/*
+	 * A worker restarted while its launcher, stalled, has not yet taken in
+	 * that the previous process exited wanting a restart, takes the slot as
+	 * from 'restarting'; the launcher then waits for this process.
+	 */
 	if (slot->generation == args->generation &&
-		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_RESTARTING) &&
+		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_RESTARTING ||
+		 (slot->state == DYNBGW_EXITED && slot->restart_after_exit)) &&
 		slot->pid == 0 && !slot->stop_requested)
 	{
 		slot->pid = MyProcPid;
