@@ -1,13 +1,13 @@
 # dynbgw: launch, find and stop dynamic background workers from SQL
 MODULE_big = dynbgw
-OBJS = dynbgw.o dynbgw_command.o dynbgw_worker.o
+OBJS = dynbgw.o dynbgw_authority.o dynbgw_command.o dynbgw_worker.o
 EXTENSION = dynbgw
 DATA = dynbgw--1.0.sql
 PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 # Only entry points and SQL-callable functions can be loaded by name.
 PG_CFLAGS = -fvisibility=hidden
 
-REGRESS = setup launch stop workers jobs security
+REGRESS = setup launch stop workers jobs security grant_role
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw

@@ -79,20 +79,51 @@ CREATE VIEW dynbgw_workers AS
 COMMENT ON VIEW dynbgw_workers IS
 'every dynbgw worker that exists, seen alike from every session';
 
--- Looking is safe for everyone: other roles' commands and errors are hidden.
--- Launching and stopping are for members of dynbgw_user, a NOLOGIN role made
--- here if it does not exist yet (roles are shared by all databases and stay
--- when the extension is dropped).  Launching a library's entry point is for
--- superusers only, whatever is granted.
+-- Looking is safe for everyone: of other roles' workers only the number,
+-- PID, kind, database and role are shown.  Launching and stopping are for
+-- members of dynbgw_user, a NOLOGIN role made here if it does not exist yet
+-- (roles are shared by all databases and stay when the extension is
+-- dropped).  Launching a library's entry point is for superusers only,
+-- whatever is granted.
 REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dynbgw_launch_function(integer, text, text, bigint, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval, integer) FROM PUBLIC;
 GRANT SELECT ON dynbgw_workers TO PUBLIC;
 
+-- An existing dynbgw_user gets the rights only if granting them to it hands
+-- them to nobody unforeseen: it may not log in or have any attribute, no
+-- role but a superuser may administer it (and so hand it out), and unless
+-- dynbgw made it (in another database: its comment says so) it has no
+-- members.
 DO $$
+DECLARE
+    made_by_dynbgw CONSTANT text := 'members may launch and stop dynbgw workers';
+    r pg_catalog.pg_roles;
+    problem text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dynbgw_user') THEN
+    SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname = 'dynbgw_user';
+    IF NOT FOUND THEN
         CREATE ROLE dynbgw_user NOLOGIN;
+        EXECUTE pg_catalog.format('COMMENT ON ROLE dynbgw_user IS %L', made_by_dynbgw);
+        RETURN;
+    END IF;
+
+    IF r.rolcanlogin OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb
+       OR r.rolreplication OR r.rolbypassrls THEN
+        problem := 'It may log in or has attributes; it must be NOLOGIN with no other attributes.';
+    ELSIF EXISTS (SELECT FROM pg_catalog.pg_auth_members m
+                  JOIN pg_catalog.pg_roles a ON a.oid = m.member
+                  WHERE m.roleid = r.oid AND m.admin_option AND NOT a.rolsuper) THEN
+        problem := 'A role that is not a superuser may administer it, and so hand out its rights.';
+    ELSIF pg_catalog.shobj_description(r.oid, 'pg_authid') IS DISTINCT FROM made_by_dynbgw
+          AND EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = r.oid) THEN
+        problem := 'It was not made by dynbgw and has members, who would get its rights.';
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'role "dynbgw_user" exists and is not safe to grant dynbgw''s rights to'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = problem,
+                  HINT = 'Drop the role or make it safe, then create the extension again.';
     END IF;
 END
 $$;

@@ -97,6 +97,17 @@ _PG_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("dynbgw.reserved_worker_processes",
+							"Background worker processes that workers launched by non-superusers leave free.",
+							"Workers launched by non-superusers together take at "
+							"most max_worker_processes minus this many, so that "
+							"superusers, parallel query and replication keep "
+							"room.",
+							&dynbgw_reserved_worker_processes,
+							2, 0, MAX_BACKENDS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dynbgw");
 }
 
@@ -243,6 +254,40 @@ dynbgw_state_name(DynbgwState state)
 			break;
 	}
 	return NULL;
+}
+
+/*
+ * Which limit a new worker would pass, counting the workers that have a
+ * slot (but not slot exclude_n, a worker's own) and the sessions counted
+ * beforehand.  Called with the registry locked, so that launches that
+ * count at the same time cannot both take the last place.
+ */
+DynbgwLimit
+dynbgw_limits_exceeded(const DynbgwLimits *limits, int exclude_n)
+{
+	int			by_role = 0;
+	int			by_database = 0;
+	int			unprivileged = 0;
+
+	for (int i = 0; i < dynbgw_reg->capacity; i++)
+	{
+		const DynbgwDefinition *def = &dynbgw_reg->slots[i].def;
+
+		if (dynbgw_reg->slots[i].state == DYNBGW_FREE || i + 1 == exclude_n)
+			continue;
+		by_role += def->roleoid == limits->roleoid;
+		by_database += def->dboid == limits->dboid;
+		unprivileged += def->unprivileged;
+	}
+	if (limits->role_limit >= 0 &&
+		limits->role_sessions + by_role >= limits->role_limit)
+		return DYNBGW_LIMIT_ROLE;
+	if (limits->db_limit >= 0 &&
+		limits->db_sessions + by_database >= limits->db_limit)
+		return DYNBGW_LIMIT_DATABASE;
+	if (limits->unprivileged && unprivileged >= limits->unprivileged_max)
+		return DYNBGW_LIMIT_HEADROOM;
+	return DYNBGW_LIMIT_NONE;
 }
 
 static void
@@ -847,9 +892,11 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 /*
  * The same rules as pg_terminate_backend: superuser workers only by
  * superusers, others by members of their role or of pg_signal_backend.
+ * The role that launched a worker may also stop it, even when it has since
+ * lost the role, or the role was dropped.
  */
 static void
-dynbgw_check_may_stop(int n, Oid roleoid)
+dynbgw_check_may_stop(int n, Oid roleoid, Oid launcher_roleoid)
 {
 	if (superuser())
 		return;
@@ -859,7 +906,8 @@ dynbgw_check_may_stop(int n, Oid roleoid)
 				 errmsg("permission denied to stop dynbgw worker %d", n),
 				 errdetail("Only superusers may stop a worker that runs as a superuser.")));
 	if (!has_privs_of_role(GetUserId(), roleoid) &&
-		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND))
+		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND) &&
+		GetUserId() != launcher_roleoid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to stop dynbgw worker %d", n),
@@ -1003,7 +1051,8 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 {
 	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
 	DynbgwLaunch launch;
-	TimestampTz slot_deadline;
+	DynbgwLimits limits;
+	TimestampTz slot_deadline = GetCurrentTimestamp() + wait_for_slot_us;
 	int			pid;
 
 	if (RecoveryInProgress())
@@ -1011,20 +1060,40 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot launch dynbgw workers during recovery"),
 				 errhint("Launch workers on the primary.")));
+	dynbgw_limits_prepare(&limits, def);
 
 	for (;;)
 	{
 		uint64		generation;
 		DynbgwState state;
 		Oid			roleoid;
+		Oid			launcher_roleoid;
+		DynbgwLimit exceeded;
 
 		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
 		if (slot->state == DYNBGW_FREE)
-			break;				/* keep the lock */
+		{
+			exceeded = dynbgw_limits_exceeded(&limits, 0);
+			if (exceeded == DYNBGW_LIMIT_NONE)
+				break;			/* keep the lock */
+			LWLockRelease(&dynbgw_reg->lock);
+
+			/* Like a background worker slot, room in the headroom comes. */
+			if (exceeded != DYNBGW_LIMIT_HEADROOM ||
+				GetCurrentTimestamp() >= slot_deadline)
+				dynbgw_limit_error(&limits, exceeded);
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 		generation = slot->generation;
 		state = slot->state;
 		pid = slot->pid;
 		roleoid = slot->def.roleoid;
+		launcher_roleoid = slot->def.launcher_roleoid;
 		LWLockRelease(&dynbgw_reg->lock);
 
 		if (if_running == DYNBGW_IF_RUNNING_ERROR)
@@ -1052,7 +1121,7 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 			return 0;
 		}
 
-		dynbgw_check_may_stop(n, roleoid);
+		dynbgw_check_may_stop(n, roleoid, launcher_roleoid);
 		if (!dynbgw_stop_slot(n, generation,
 							  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														  DYNBGW_REPLACE_TIMEOUT_MS)))
@@ -1089,7 +1158,6 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	launch.handle = NULL;
 	LWLockRelease(&dynbgw_reg->lock);
 
-	slot_deadline = GetCurrentTimestamp() + wait_for_slot_us;
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 	{
 		if (launch.saved)
@@ -1123,6 +1191,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	def->naptime = *PG_GETARG_INTERVAL_P(2);
 	def->roleoid = dynbgw_role_arg(fcinfo, 4);
 	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId, def->roleoid);
+	dynbgw_authority_record(def, fcinfo->flinfo->fn_oid);
 	def->encoding = dynbgw_database_encoding(def->dboid);
 	if (!PG_ARGISNULL(5))
 	{
@@ -1246,6 +1315,7 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 	def->kind = DYNBGW_KIND_FUNCTION;
 	def->encoding = GetDatabaseEncoding();
 	def->roleoid = GetUserId();
+	dynbgw_authority_record(def, fcinfo->flinfo->fn_oid);
 	def->restart_s = BGW_NEVER_RESTART;
 	def->arg = PG_GETARG_INT64(3);
 	def->dboid = dynbgw_database_arg(fcinfo, 4, InvalidOid, def->roleoid);
@@ -1295,6 +1365,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 	bool		was_ours = false;
 	uint64		generation = 0;
 	Oid			roleoid = InvalidOid;
+	Oid			launcher_roleoid = InvalidOid;
 
 	if (!PG_ARGISNULL(2))
 	{
@@ -1308,6 +1379,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 		{
 			generation = reg->slots[n - 1].generation;
 			roleoid = reg->slots[n - 1].def.roleoid;
+			launcher_roleoid = reg->slots[n - 1].def.launcher_roleoid;
 		}
 		LWLockRelease(&reg->lock);
 		if (generation == 0)
@@ -1335,6 +1407,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 				n = i + 1;
 				generation = reg->slots[i].generation;
 				roleoid = reg->slots[i].def.roleoid;
+				launcher_roleoid = reg->slots[i].def.launcher_roleoid;
 			}
 			else if (reg->slots[i].last_pid == pid)
 				was_ours = true;
@@ -1361,7 +1434,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 	}
 
 	/* Catalog lookups happen without the lock held. */
-	dynbgw_check_may_stop(n, roleoid);
+	dynbgw_check_may_stop(n, roleoid, launcher_roleoid);
 
 	if (!dynbgw_stop_slot(n, generation,
 						  GetCurrentTimestamp() + timeout_us))
@@ -1401,9 +1474,9 @@ dynbgw_interval_datum(int64 us)
 /*
  * dynbgw_workers() returns setof record
  *
- * One row per worker that exists.  Like pg_stat_activity, the command and
- * last error of other roles' workers are shown only to roles with
- * pg_read_all_stats.
+ * One row per worker that exists.  As in pg_stat_activity, a worker of a
+ * role whose privileges the viewer does not have is shown only by number,
+ * PID, kind, database and role, unless the viewer has pg_read_all_stats.
  */
 Datum
 dynbgw_workers(PG_FUNCTION_ARGS)
@@ -1439,7 +1512,6 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		nulls[1] = (copy->pid == 0);
 		values[2] = CStringGetTextDatum(copy->def.kind == DYNBGW_KIND_SQL ?
 										"sql" : "function");
-		values[3] = CStringGetTextDatum(state);
 		dbname = OidIsValid(copy->def.dboid) ?
 			get_database_name(copy->def.dboid) : NULL;
 		values[4] = dynbgw_name_datum(dbname);
@@ -1447,26 +1519,31 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		rolename = GetUserNameFromId(copy->def.roleoid, true);
 		values[5] = dynbgw_name_datum(rolename);
 		nulls[5] = (rolename == NULL);
+
+		/* What pg_stat_activity shows of others' sessions, and no more. */
 		if (!read_all && !has_privs_of_role(GetUserId(), copy->def.roleoid))
 		{
-			values[6] = CStringGetTextDatum("<insufficient privilege>");
-			values[10] = CStringGetTextDatum("<insufficient privilege>");
+			nulls[3] = true;
+			for (int col = 6; col < DYNBGW_WORKERS_COLS; col++)
+				nulls[col] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+								 values, nulls);
+			continue;
 		}
+
+		values[3] = CStringGetTextDatum(state);
+		if (copy->def.kind == DYNBGW_KIND_FUNCTION)
+			values[6] = CStringGetTextDatum(psprintf("%s.%s",
+													 copy->def.library,
+													 copy->def.function));
+		else if (copy->def.command[0] != '\0')
+			values[6] = CStringGetTextDatum(dynbgw_text_for_session(copy->def.command,
+																	copy->def.encoding));
 		else
-		{
-			if (copy->def.kind == DYNBGW_KIND_FUNCTION)
-				values[6] = CStringGetTextDatum(psprintf("%s.%s",
-														 copy->def.library,
-														 copy->def.function));
-			else if (copy->def.command[0] != '\0')
-				values[6] = CStringGetTextDatum(dynbgw_text_for_session(copy->def.command,
-																		copy->def.encoding));
-			else
-				nulls[6] = true;
-			values[10] = CStringGetTextDatum(dynbgw_text_for_session(copy->last_error,
-																	 copy->error_encoding));
-			nulls[10] = (copy->last_error[0] == '\0');
-		}
+			nulls[6] = true;
+		values[10] = CStringGetTextDatum(dynbgw_text_for_session(copy->last_error,
+																 copy->error_encoding));
+		nulls[10] = (copy->last_error[0] == '\0');
 		values[7] = IntervalPGetDatum(&copy->def.naptime);
 		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
 		values[8] = Int64GetDatum(copy->runs);

@@ -66,6 +66,14 @@ typedef struct DynbgwDefinition
 	DynbgwKind	kind;
 	Oid			dboid;			/* InvalidOid: not connected to a database */
 	Oid			roleoid;
+
+	/* On what its authority rests (dynbgw_authority.c). */
+	Oid			launcher_roleoid;	/* who launched it */
+	Oid			launch_dboid;	/* where, and with which function */
+	Oid			launch_funcoid;
+	bool		via_grant_role; /* the launcher's right came from dynbgw_user */
+	bool		unprivileged;	/* launched by a non-superuser */
+
 	int64		naptime_us;
 	Interval	naptime;		/* as given, for display */
 	int			encoding;		/* of the command: its database's */
@@ -129,7 +137,7 @@ typedef struct DynbgwRegistry
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595232	/* "DYR2" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595233	/* "DYR3" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -156,7 +164,7 @@ typedef struct DynbgwSavedWorker
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e32	/* "DYN2" */
+#define DYNBGW_SAVED_MAGIC	0x44594e33	/* "DYN3" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*
@@ -188,8 +196,42 @@ extern void dynbgw_set_error(DynbgwSlot *slot, int code, const char *message);
 
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);
-extern void dynbgw_command_run(const char *command);
+extern void dynbgw_command_run(const DynbgwDefinition *def, int n);
 extern void dynbgw_command_recover(void);
+
+/* What a worker counts against; see dynbgw_authority.c. */
+typedef enum DynbgwLimit
+{
+	DYNBGW_LIMIT_NONE,
+	DYNBGW_LIMIT_ROLE,			/* the role's CONNECTION LIMIT */
+	DYNBGW_LIMIT_DATABASE,		/* the database's CONNECTION LIMIT */
+	DYNBGW_LIMIT_HEADROOM		/* dynbgw.reserved_worker_processes */
+} DynbgwLimit;
+
+typedef struct DynbgwLimits
+{
+	Oid			roleoid;
+	Oid			dboid;
+	int			role_limit;		/* -1: none */
+	int			role_sessions;	/* its connections, workers not counted */
+	int			db_limit;		/* -1: none */
+	int			db_sessions;
+	bool		unprivileged;	/* counts against the headroom */
+	int			unprivileged_max;
+} DynbgwLimits;
+
+extern DynbgwLimit dynbgw_limits_exceeded(const DynbgwLimits *limits,
+										  int exclude_n);
+
+/* dynbgw_authority.c */
+extern int	dynbgw_reserved_worker_processes;
+extern bool dynbgw_authority_revoked;
+extern void dynbgw_authority_record(DynbgwDefinition *def, Oid launch_funcoid);
+extern void dynbgw_authority_check(const DynbgwDefinition *def, int n);
+extern void dynbgw_limits_prepare(DynbgwLimits *limits,
+								  const DynbgwDefinition *def);
+extern void dynbgw_limit_error(const DynbgwLimits *limits,
+							   DynbgwLimit exceeded);
 
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 

@@ -84,12 +84,14 @@ dynbgw_statement_error_callback(void *arg)
 }
 
 /*
- * Run the command once.  Results are discarded.  On error the caller
- * recovers with dynbgw_command_recover().
+ * Run worker n's command once, if its authority still holds (for an idle
+ * worker, that check is the whole run).  Results are discarded.  On error
+ * the caller recovers with dynbgw_command_recover().
  */
 void
-dynbgw_command_run(const char *command)
+dynbgw_command_run(const DynbgwDefinition *def, int n)
 {
+	const char *command = def->command;
 	MemoryContext run_context = CurrentMemoryContext;
 	ErrorContextCallback errcallback;
 	List	   *parsetrees;
@@ -100,6 +102,12 @@ dynbgw_command_run(const char *command)
 	StartTransactionCommand();
 	/* Parse trees must outlive a commit inside the run. */
 	MemoryContextSwitchTo(run_context);
+	dynbgw_authority_check(def, n);
+	if (command[0] == '\0')
+	{
+		CommitTransactionCommand();
+		return;
+	}
 	pgstat_report_activity(STATE_RUNNING, command);
 
 	parsetrees = pg_parse_query(command);

@@ -142,12 +142,16 @@ extern PGDLLEXPORT void _PG_init(void);
 
 /*
  * 16 replaced the per-class ACL checks by object_aclcheck().  dynbgw only
- * checks databases, which the static assertion holds it to.
+ * checks databases and functions, which the static assertion holds it to.
  */
+#include "catalog/pg_proc.h"
 #define object_aclcheck(classid, objectid, roleid, mode) \
-	(StaticAssertExpr((classid) == DatabaseRelationId, \
-					  "only database ACL checks are mapped"), \
-	 pg_database_aclcheck(objectid, roleid, mode))
+	(StaticAssertExpr((classid) == DatabaseRelationId || \
+					  (classid) == ProcedureRelationId, \
+					  "only database and function ACL checks are mapped"), \
+	 (classid) == DatabaseRelationId ? \
+	 pg_database_aclcheck(objectid, roleid, mode) : \
+	 pg_proc_aclcheck(objectid, roleid, mode))
 
 /*
  * 16 split role membership into INHERIT and SET options; before, a member
@@ -175,8 +179,10 @@ extern PGDLLEXPORT void _PG_init(void);
 
 /* 17 lets a background worker connect as a role without LOGIN. */
 #define DYNBGW_CONNECT_FLAGS	BGWORKER_BYPASS_ROLELOGINCHECK
+#define DYNBGW_NOLOGIN_WORKERS	true
 #else
 #define DYNBGW_CONNECT_FLAGS	0
+#define DYNBGW_NOLOGIN_WORKERS	false
 #endif
 
 /*

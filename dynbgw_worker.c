@@ -25,6 +25,7 @@
 #include "tcop/tcopprot.h"
 
 /* the schedule and its runs */
+#include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "utils/guc.h"
@@ -102,9 +103,9 @@ dynbgw_remember_error(ErrorData *edata)
 }
 
 /*
- * Whether an abnormal exit of this process is the last straw: its database
- * is gone, which never comes back, or it is the DYNBGW_MAX_FAILED_STARTS-th
- * in a row without a successful run.  Called with the registry locked.
+ * Whether an abnormal exit of this process is the last straw: its authority
+ * or its database is gone, or it is the DYNBGW_MAX_FAILED_STARTS-th in a
+ * row without a successful run.  Called with the registry locked.
  */
 static bool
 dynbgw_give_up(void)
@@ -112,6 +113,8 @@ dynbgw_give_up(void)
 	if (completed_run)
 		my_slot->failed_starts = 0;
 	my_slot->failed_starts++;
+	if (dynbgw_authority_revoked)
+		return true;
 	if (my_slot->ready_pid == 0 && last_error_code == ERRCODE_UNDEFINED_DATABASE)
 		return true;
 	return my_slot->failed_starts >= DYNBGW_MAX_FAILED_STARTS;
@@ -194,6 +197,8 @@ dynbgw_worker_exit(int code, Datum arg)
 	else if (gave_up)
 		ereport(LOG,
 				(errmsg("dynbgw worker %d will not be restarted", my_number),
+				 dynbgw_authority_revoked ?
+				 errdetail("It has lost the authority it was launched with.") :
 				 failed_starts < DYNBGW_MAX_FAILED_STARTS ?
 				 errdetail("Its database no longer exists.") :
 				 errdetail("It exited abnormally %d times in a row without completing a run.",
@@ -280,6 +285,30 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 	LWLockRelease(&reg->lock);
 	pfree(saved);
 	return def;
+}
+
+/*
+ * Before a worker is ready, at its launch and at every restart: its
+ * authority still holds (a worker brought back after a crash-restart too),
+ * and it fits its role's and database's connection limits as a new
+ * connection would.  An error here ends the start with FATAL.
+ */
+static void
+dynbgw_check_start(const DynbgwDefinition *def)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwLimits limits;
+	DynbgwLimit exceeded;
+
+	StartTransactionCommand();
+	dynbgw_authority_check(def, my_number);
+	dynbgw_limits_prepare(&limits, def);
+	limits.unprivileged = false;	/* its slot had its place already */
+	LWLockAcquire(&reg->lock, LW_SHARED);
+	exceeded = dynbgw_limits_exceeded(&limits, my_number);
+	LWLockRelease(&reg->lock);
+	dynbgw_limit_error(&limits, exceeded);
+	CommitTransactionCommand();
 }
 
 /*
@@ -400,6 +429,25 @@ dynbgw_log_failure(const ErrorData *edata, TimestampTz now)
 }
 
 /*
+ * The worker's authority is gone: it runs nothing more.  The reason is kept
+ * in the registry and the log; the clean exit ends its registration.
+ */
+static void
+dynbgw_end_for_good(const ErrorData *edata)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+
+	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
+	dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
+	LWLockRelease(&reg->lock);
+	ereport(LOG,
+			(errmsg("dynbgw worker %d ends for good: it has lost the authority it was launched with",
+					my_number),
+			 errdetail_internal("%s", edata->detail)));
+	proc_exit(0);
+}
+
+/*
  * One run: the command if there is one, else just a counted wake-up.
  * Returns the k of the next run.
  */
@@ -414,28 +462,27 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	ErrorData  *edata = NULL;
 
 	dynbgw_report_run_start(started);
-	if (def->command[0] != '\0')
+	in_run = true;
+	PG_TRY();
 	{
-		in_run = true;
-		PG_TRY();
-		{
-			dynbgw_command_run(def->command);
-		}
-		PG_CATCH();
-		{
-			in_run = false;
-			MemoryContextSwitchTo(run_context);
-			edata = CopyErrorData();
-			FlushErrorState();
-			dynbgw_command_recover();
-		}
-		PG_END_TRY();
-		in_run = false;
-		/* a cancel that came too late to cancel anything */
-		QueryCancelPending = false;
+		dynbgw_command_run(def, my_number);
 	}
+	PG_CATCH();
+	{
+		in_run = false;
+		MemoryContextSwitchTo(run_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		dynbgw_command_recover();
+	}
+	PG_END_TRY();
+	in_run = false;
+	/* a cancel that came too late to cancel anything */
+	QueryCancelPending = false;
 
 	finished = GetCurrentTimestamp();
+	if (dynbgw_authority_revoked)
+		dynbgw_end_for_good(edata);
 	if (edata != NULL)
 		dynbgw_log_failure(edata, finished);
 	else
@@ -568,6 +615,8 @@ dynbgw_worker_main(Datum main_arg)
 		snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
 		SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
 	}
+	if (def->kind == DYNBGW_KIND_SQL)
+		dynbgw_check_start(def);
 
 	if (def->kind == DYNBGW_KIND_FUNCTION)
 	{

@@ -97,8 +97,13 @@ SELECT count(*) AS registered FROM dynbgw_workers;
 -- Seeing and stopping other roles' workers.
 --
 SET ROLE regress_dynbgw_carol;
--- Others' commands and errors are hidden, as in pg_stat_activity.
-SELECT n, role, command, last_error FROM dynbgw_workers ORDER BY n;
+-- Of others' workers only number, PID, kind, database and role are shown,
+-- as pg_stat_activity shows others' sessions; every other column is NULL.
+SELECT n, pid IS NOT NULL AS has_pid, kind, database = current_database() AS db, role,
+       num_nulls(state, command, naptime, runs, failures, last_error,
+                 launched_at, launched_by_pid, last_started, last_finished,
+                 last_duration, next_run, max_runs, restart) AS null_columns
+FROM dynbgw_workers ORDER BY n;
 -- Carol has neither alice's privileges nor pg_signal_backend.
 SELECT dynbgw_stop(dynbgw_pid(1));
 \echo :LAST_ERROR_SQLSTATE
@@ -108,7 +113,8 @@ RESET ROLE;
 
 GRANT pg_read_all_stats, pg_signal_backend TO regress_dynbgw_carol;
 SET ROLE regress_dynbgw_carol;
-SELECT n, role, command FROM dynbgw_workers ORDER BY n;
+SELECT n, role, state, command, launched_at IS NOT NULL AS launched
+FROM dynbgw_workers ORDER BY n;
 SELECT dynbgw_stop(dynbgw_pid(2)) AS stopped_bobs_worker;
 RESET ROLE;
 
@@ -126,6 +132,33 @@ SELECT dynbgw_stop(dynbgw_pid(1)) AS stopped_own;
 RESET ROLE;
 SELECT dynbgw_stop(n => 4) AS stopped_by_superuser;
 SELECT count(*) AS registered FROM dynbgw_workers;
+
+--
+-- Connection limits: a worker counts as a session of its role in its
+-- database, and is refused as a new connection would be (53300).
+--
+ALTER ROLE regress_dynbgw_alice CONNECTION LIMIT 1;
+SET ROLE regress_dynbgw_alice;
+SELECT dynbgw_launch(1, naptime => '1 hour') IS NOT NULL AS first_of_one;
+SELECT dynbgw_launch(2, naptime => '1 hour');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT count(*) AS registered FROM dynbgw_workers;
+-- Superuser roles have no limit, as for connections.
+ALTER ROLE regress_dynbgw_super CONNECTION LIMIT 0;
+SELECT dynbgw_launch(2, naptime => '1 hour', role => 'regress_dynbgw_super')
+       IS NOT NULL AS superuser_role_exempt;
+ALTER ROLE regress_dynbgw_alice CONNECTION LIMIT -1;
+CREATE DATABASE regress_dynbgw_limited CONNECTION LIMIT 1;
+SET ROLE regress_dynbgw_alice;
+SELECT dynbgw_launch(3, naptime => '1 hour', database => 'regress_dynbgw_limited')
+       IS NOT NULL AS first_in_database;
+SELECT dynbgw_launch(4, naptime => '1 hour', database => 'regress_dynbgw_limited');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT n, role, database FROM dynbgw_workers ORDER BY n;
+SELECT dynbgw_stop(n => i) AS stopped FROM generate_series(1, 3) AS i ORDER BY i;
+DROP DATABASE regress_dynbgw_limited;
 
 DROP DATABASE regress_dynbgw_closed;
 DROP SCHEMA regress_dynbgw_alice_schema CASCADE;
