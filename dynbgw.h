@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * dynbgw.h
- *		The worker registry that the SQL functions (dynbgw.c) and the worker
- *		processes (dynbgw_worker.c) share.
+ *		What dynbgw's files share: the worker registry (dynbgw_registry.c),
+ *		used by the SQL functions (dynbgw.c) and the worker processes
+ *		(dynbgw_worker.c), and the interfaces of the other files.
  *
  * The registry is an array of slots, one per worker number n, in a dynamic
  * shared memory segment that any backend can find without the library
@@ -184,7 +185,9 @@ dynbgw_ms_until(TimestampTz deadline)
 	return (long) ((deadline - now + 999) / 1000);
 }
 
+/* dynbgw_registry.c */
 extern int	dynbgw_max_workers;
+extern DynbgwRegistry *dynbgw_reg;	/* once dynbgw_registry() found it */
 
 extern DynbgwRegistry *dynbgw_registry(void);
 extern const char *dynbgw_state_name(DynbgwState state);
