@@ -61,6 +61,8 @@ PG_FUNCTION_INFO_V1(dynbgw_launch_function);
 PG_FUNCTION_INFO_V1(dynbgw_pid);
 PG_FUNCTION_INFO_V1(dynbgw_stop);
 PG_FUNCTION_INFO_V1(dynbgw_workers);
+PG_FUNCTION_INFO_V1(dynbgw_wait);
+PG_FUNCTION_INFO_V1(dynbgw_runs);
 
 /* Longest interval an argument may have: a year of naps is a mistake. */
 #define DYNBGW_MAX_INTERVAL_US	((int64) 366 * USECS_PER_DAY)
@@ -86,6 +88,16 @@ _PG_init(void)
 							"use after server start.",
 							&dynbgw_max_workers,
 							8, 1, DYNBGW_MAX_WORKERS_LIMIT,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dynbgw.history_size",
+							"Number of runs that dynbgw_runs keeps.",
+							"The last runs of all workers are kept in shared "
+							"memory; 0 keeps none.  Read when the registry is "
+							"created, at the first use after server start.",
+							&dynbgw_history_size,
+							1000, 0, DYNBGW_MAX_HISTORY,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -347,7 +359,10 @@ dynbgw_abandon_launch(int code, Datum arg)
 	{
 		slot->launcher_latch = NULL;
 		slot->stop_requested = true;
-		slot->state = slot->pid == 0 ? DYNBGW_FREE : DYNBGW_STOPPING;
+		if (slot->pid == 0)
+			dynbgw_slot_end(slot, DYNBGW_OUTCOME_FAILED);
+		else
+			slot->state = DYNBGW_STOPPING;
 	}
 	LWLockRelease(&dynbgw_reg->lock);
 	ConditionVariableBroadcast(&slot->state_cv);
@@ -500,7 +515,12 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 			/* ... and restarts, unless its registration is gone meanwhile. */
 			restart = ready_pid != 0 && slot->restart_after_exit && !stopped &&
 				status != BGWH_STOPPED;
-			slot->state = restart ? DYNBGW_RESTARTING : DYNBGW_FREE;
+			if (restart)
+				slot->state = DYNBGW_RESTARTING;
+			else
+				dynbgw_slot_end(slot,
+								dynbgw_outcome_of(slot, ready_pid == 0 ||
+												  slot->exit_failed));
 			error_code = slot->error_code;
 			error_encoding = slot->error_encoding;
 			strlcpy(error, slot->last_error, sizeof(error));
@@ -654,7 +674,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	/* No launcher waits for a worker to restart (see dynbgw_worker_exit). */
 	if (state == DYNBGW_RESTARTING)
 	{
-		slot->state = DYNBGW_FREE;
+		dynbgw_slot_end(slot, DYNBGW_OUTCOME_STOPPED);
 		dynbgw_forget_worker(n, generation);
 	}
 
@@ -805,6 +825,7 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->ready_pid = 0;
 	slot->stop_requested = false;
 	slot->restart_after_exit = false;
+	slot->exit_failed = false;
 	slot->failed_starts = 0;
 	slot->have_handle = false;
 	slot->launcher_latch = MyLatch;
@@ -816,6 +837,8 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->next_run = 0;
 	slot->error_code = 0;
 	slot->last_error[0] = '\0';
+	slot->last_run_failed = false;
+	slot->last_result[0] = '\0';
 	launch.n = n;
 	launch.generation = slot->generation;
 	launch.saved = def->restart_s != BGW_NEVER_RESTART;
@@ -881,6 +904,18 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	}
 	if_running = dynbgw_if_running_arg(fcinfo, 7);
 	wait_for_slot_us = dynbgw_interval_arg(fcinfo, 8, "wait_for_slot");
+	/* Version 1.0 of the SQL definition has no run_timeout. */
+	if (PG_NARGS() > 9 && !PG_ARGISNULL(9))
+	{
+		int64		run_timeout_us = dynbgw_interval_arg(fcinfo, 9, "run_timeout");
+
+		if (run_timeout_us < 1000 || run_timeout_us > 24 * USECS_PER_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("run_timeout must be between 1 millisecond and 24 days"),
+					 errhint("Leave run_timeout NULL for runs without a time limit.")));
+		def->run_timeout_ms = (int) (run_timeout_us / 1000);
+	}
 	if (!PG_ARGISNULL(1))
 	{
 		char	   *command = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -1112,7 +1147,30 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 
 /* ---- listing ---- */
 
-#define DYNBGW_WORKERS_COLS 19
+#define DYNBGW_WORKERS_COLS 20
+#define DYNBGW_WAIT_COLS	9
+#define DYNBGW_RUNS_COLS	12
+
+/*
+ * Whether the current user may see all of what a worker of this role
+ * does: as in pg_stat_activity, with its role's privileges or those of
+ * pg_read_all_stats.
+ */
+static bool
+dynbgw_may_see(Oid roleoid)
+{
+	return has_privs_of_role(GetUserId(), roleoid) ||
+		has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+}
+
+/* Text of the registry for a result column: NULL when empty. */
+static void
+dynbgw_text_column(Datum *value, bool *isnull, const char *str, int encoding)
+{
+	*isnull = str[0] == '\0';
+	if (!*isnull)
+		*value = CStringGetTextDatum(dynbgw_text_for_session(str, encoding));
+}
 
 static Datum
 dynbgw_name_datum(const char *str)
@@ -1148,7 +1206,6 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwSlot *copy = palloc(sizeof(DynbgwSlot));
-	bool		read_all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -1185,7 +1242,7 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		nulls[5] = (rolename == NULL);
 
 		/* What pg_stat_activity shows of others' sessions, and no more. */
-		if (!read_all && !has_privs_of_role(GetUserId(), copy->def.roleoid))
+		if (!dynbgw_may_see(copy->def.roleoid))
 		{
 			nulls[3] = true;
 			for (int col = 6; col < DYNBGW_WORKERS_COLS; col++)
@@ -1205,9 +1262,8 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 																	copy->def.encoding));
 		else
 			nulls[6] = true;
-		values[10] = CStringGetTextDatum(dynbgw_text_for_session(copy->last_error,
-																 copy->error_encoding));
-		nulls[10] = (copy->last_error[0] == '\0');
+		dynbgw_text_column(&values[10], &nulls[10], copy->last_error,
+						   copy->error_encoding);
 		values[7] = IntervalPGetDatum(&copy->def.naptime);
 		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
 		values[8] = Int64GetDatum(copy->runs);
@@ -1226,7 +1282,189 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		nulls[17] = (copy->def.max_runs == 0);
 		values[18] = dynbgw_interval_datum((int64) copy->def.restart_s * USECS_PER_SEC);
 		nulls[18] = (copy->def.restart_s == BGW_NEVER_RESTART);
+		/* Command tags are ASCII. */
+		dynbgw_text_column(&values[19], &nulls[19], copy->last_result,
+						   PG_SQL_ASCII);
 
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* ---- outcomes ---- */
+
+static const char *const dynbgw_outcome_names[] = {
+	[DYNBGW_OUTCOME_NONE] = "running",
+	[DYNBGW_OUTCOME_SUCCEEDED] = "succeeded",
+	[DYNBGW_OUTCOME_FAILED] = "failed",
+	[DYNBGW_OUTCOME_STOPPED] = "stopped"
+};
+
+static const char *const dynbgw_run_status_names[] = {
+	[DYNBGW_RUN_SUCCEEDED] = "succeeded",
+	[DYNBGW_RUN_FAILED] = "failed",
+	[DYNBGW_RUN_CANCELLED] = "cancelled",
+	[DYNBGW_RUN_STOPPED] = "stopped"
+};
+
+/*
+ * dynbgw_wait(n, timeout) returns setof dynbgw_outcome
+ *
+ * Wait until the launch of worker n that exists now has ended, or for at
+ * most timeout (NULL: for ever, 0: just look), and say how it ended, or
+ * that it is still running.  Without a worker, say how the last launch of
+ * n ended; no row if none ended since the server started.  The wait sleeps
+ * on the slot's condition variable, which every end of a launch broadcasts.
+ */
+Datum
+dynbgw_wait(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n = dynbgw_number_arg(fcinfo, 0, false);
+	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
+	TimestampTz deadline = DT_NOEND;
+	uint64		waited = 0;
+	DynbgwEnding state;
+	Datum		values[DYNBGW_WAIT_COLS];
+	bool		nulls[DYNBGW_WAIT_COLS];
+
+	if (!PG_ARGISNULL(1))
+		deadline = GetCurrentTimestamp() +
+			dynbgw_interval_arg(fcinfo, 1, "timeout");
+	InitMaterializedSRF(fcinfo, 0);
+
+	ConditionVariablePrepareToSleep(&slot->state_cv);
+	for (;;)
+	{
+		bool		ended;
+		long		remaining_ms;
+
+		LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+		if (slot->state != DYNBGW_FREE && waited == 0)
+			waited = slot->generation;
+		ended = slot->state == DYNBGW_FREE ||
+			(slot->ended.generation >= waited && slot->ended.generation != 0);
+		if (ended)
+			state = slot->ended;
+		else
+		{
+			/* Still running: how far it got. */
+			state.generation = slot->generation;
+			state.outcome = DYNBGW_OUTCOME_NONE;
+			/* Between two processes of a restart, the last one. */
+			state.pid = slot->pid != 0 ? slot->pid : slot->last_pid;
+			state.roleoid = slot->def.roleoid;
+			state.runs = slot->runs;
+			state.failures = slot->failures;
+			state.ended_at = 0;
+			state.error_code = slot->error_code;
+			state.error_encoding = slot->error_encoding;
+			strlcpy(state.error, slot->last_error, sizeof(state.error));
+			strlcpy(state.result, slot->last_result, sizeof(state.result));
+		}
+		LWLockRelease(&dynbgw_reg->lock);
+
+		remaining_ms = dynbgw_ms_until(deadline);
+		if (ended || remaining_ms <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(&slot->state_cv, remaining_ms,
+										   dynbgw_wait_event(DYNBGW_WAIT_END));
+	}
+	ConditionVariableCancelSleep();
+
+	if (state.generation == 0)
+		return (Datum) 0;
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = Int32GetDatum(n);
+	nulls[0] = false;
+	values[1] = Int32GetDatum(state.pid);
+	nulls[1] = state.pid == 0;
+	if (dynbgw_may_see(state.roleoid))
+	{
+		values[2] = CStringGetTextDatum(dynbgw_outcome_names[state.outcome]);
+		nulls[2] = false;
+		values[3] = Int64GetDatum(state.runs);
+		nulls[3] = false;
+		values[4] = Int64GetDatum(state.failures);
+		nulls[4] = false;
+		if (state.error_code != 0)
+		{
+			values[5] = CStringGetTextDatum(unpack_sql_state(state.error_code));
+			nulls[5] = false;
+		}
+		dynbgw_text_column(&values[6], &nulls[6], state.error,
+						   state.error_encoding);
+		dynbgw_text_column(&values[7], &nulls[7], state.result, PG_SQL_ASCII);
+		values[8] = TimestampTzGetDatum(state.ended_at);
+		nulls[8] = state.ended_at == 0;
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * dynbgw_runs() returns setof record
+ *
+ * The last dynbgw.history_size runs of all workers, oldest first, with the
+ * same visibility as dynbgw_workers.
+ */
+Datum
+dynbgw_runs(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwRun  *copy;
+	uint64		first;
+	int			count;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (reg->history_size == 0)
+		return (Datum) 0;
+
+	/* Copy the ring under the lock, oldest first; names come after. */
+	copy = palloc(sizeof(DynbgwRun) * reg->history_size);
+	LWLockAcquire(&reg->lock, LW_SHARED);
+	count = (int) Min(reg->runs_recorded, (uint64) reg->history_size);
+	first = reg->runs_recorded - count;
+	for (int i = 0; i < count; i++)
+		copy[i] = dynbgw_history(reg)[(first + i) % reg->history_size];
+	LWLockRelease(&reg->lock);
+
+	for (int i = 0; i < count; i++)
+	{
+		DynbgwRun  *run = &copy[i];
+		Datum		values[DYNBGW_RUNS_COLS];
+		bool		nulls[DYNBGW_RUNS_COLS];
+		char	   *rolename = GetUserNameFromId(run->roleoid, true);
+		char	   *dbname = get_database_name(run->dboid);
+
+		memset(nulls, true, sizeof(nulls));
+		values[0] = Int32GetDatum(run->n);
+		values[1] = Int64GetDatum((int64) run->launch);
+		values[2] = Int32GetDatum(run->pid);
+		nulls[0] = nulls[1] = nulls[2] = false;
+		values[3] = dynbgw_name_datum(rolename);
+		nulls[3] = rolename == NULL;
+		values[4] = dynbgw_name_datum(dbname);
+		nulls[4] = dbname == NULL;
+		if (dynbgw_may_see(run->roleoid))
+		{
+			values[5] = TimestampTzGetDatum(run->started);
+			values[6] = TimestampTzGetDatum(run->finished);
+			values[7] = dynbgw_interval_datum(run->finished - run->started);
+			values[8] = CStringGetTextDatum(dynbgw_run_status_names[run->status]);
+			nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
+			if (run->error_code != 0)
+			{
+				values[9] = CStringGetTextDatum(unpack_sql_state(run->error_code));
+				nulls[9] = false;
+			}
+			dynbgw_text_column(&values[10], &nulls[10], run->message,
+							   run->encoding);
+			dynbgw_text_column(&values[11], &nulls[11], run->result,
+							   PG_SQL_ASCII);
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

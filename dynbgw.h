@@ -34,6 +34,15 @@
 /* How much of an error message the registry keeps. */
 #define DYNBGW_MAX_ERROR		512
 
+/* ... and a run in the history (dynbgw_runs). */
+#define DYNBGW_MAX_RUN_ERROR	256
+
+/* A run's result, a command tag with its row count: "DELETE 1234". */
+#define DYNBGW_MAX_RESULT		64
+
+/* Upper bound of dynbgw.history_size. */
+#define DYNBGW_MAX_HISTORY		1000000
+
 /* Upper bound of dynbgw.max_workers. */
 #define DYNBGW_MAX_WORKERS_LIMIT	1024
 
@@ -81,11 +90,68 @@ typedef struct DynbgwDefinition
 	int64		max_runs;		/* exit after this many runs; 0: never */
 	int			restart_s;		/* restart delay after a crash, or
 								 * BGW_NEVER_RESTART */
+	int			run_timeout_ms; /* 0: none */
 	int64		arg;			/* function kind: the entry point's argument */
 	char		library[MAXPGPATH];
 	char		function[BGW_MAXLEN];
 	char		command[DYNBGW_MAX_COMMAND];	/* empty: an idle worker */
 } DynbgwDefinition;
+
+/* How a launch ended (dynbgw_wait). */
+typedef enum DynbgwOutcome
+{
+	DYNBGW_OUTCOME_NONE = 0,	/* not ended yet */
+	DYNBGW_OUTCOME_SUCCEEDED,	/* after its runs; the last one succeeded */
+	DYNBGW_OUTCOME_FAILED,		/* last run failed, or it could not start,
+								 * ended abnormally, gave up restarting or
+								 * lost its authority */
+	DYNBGW_OUTCOME_STOPPED		/* stopped */
+} DynbgwOutcome;
+
+/*
+ * The end of the last launch of a number that ended.  Kept apart from what
+ * the next launch writes, so that a waiter never misses the end it waits
+ * for, however soon the number is launched again.
+ */
+typedef struct DynbgwEnding
+{
+	uint64		generation;		/* 0: none since the server started */
+	DynbgwOutcome outcome;
+	int			pid;			/* its last process */
+	Oid			roleoid;
+	int64		runs;
+	int64		failures;
+	TimestampTz ended_at;
+	int			error_code;		/* the last failure */
+	int			error_encoding;
+	char		error[DYNBGW_MAX_ERROR];
+	char		result[DYNBGW_MAX_RESULT];	/* of the last run */
+} DynbgwEnding;
+
+typedef enum DynbgwRunStatus
+{
+	DYNBGW_RUN_SUCCEEDED,
+	DYNBGW_RUN_FAILED,
+	DYNBGW_RUN_CANCELLED,		/* by pg_cancel_backend */
+	DYNBGW_RUN_STOPPED			/* cut short by a stop */
+} DynbgwRunStatus;
+
+/* One run, in the history ring (dynbgw_runs). */
+typedef struct DynbgwRun
+{
+	int			n;
+	uint64		launch;			/* the launch's generation */
+	int			pid;
+	Oid			roleoid;
+	Oid			dboid;
+	TimestampTz started;
+	TimestampTz finished;
+	DynbgwRunStatus status;
+	int			error_code;
+	int			encoding;		/* of message */
+	char		message[DYNBGW_MAX_RUN_ERROR];
+	char		result[DYNBGW_MAX_RESULT];
+} DynbgwRun;
 
 typedef struct DynbgwSlot
 {
@@ -103,6 +169,7 @@ typedef struct DynbgwSlot
 	int			last_pid;		/* the PID of the last worker that left */
 	bool		stop_requested;
 	bool		restart_after_exit; /* EXITED: what the worker wanted next */
+	bool		exit_failed;	/* EXITED: it ended abnormally */
 	int			failed_starts;	/* abnormal exits in a row without a
 								 * successful run */
 	bool		have_handle;	/* false after a crash-restart */
@@ -118,8 +185,16 @@ typedef struct DynbgwSlot
 	int			error_code;		/* SQLSTATE of last_error */
 	int			error_encoding; /* of last_error */
 	char		last_error[DYNBGW_MAX_ERROR];
+	bool		last_run_failed;
+	char		last_result[DYNBGW_MAX_RESULT];
 
-	/* Broadcast when the worker becomes ready and when it is gone. */
+	/* Written whenever a launch of this number ends. */
+	DynbgwEnding ended;
+
+	/*
+	 * Broadcast when the worker becomes ready and when it is gone, and when a
+	 * launch ends.
+	 */
 	ConditionVariable state_cv;
 } DynbgwSlot;
 
@@ -130,15 +205,25 @@ typedef struct DynbgwRegistry
 	LWLock		lock;
 	int			tranche_id;
 	int			capacity;		/* dynbgw.max_workers when it was created */
+	int			history_size;	/* dynbgw.history_size when it was created */
 	uint64		last_generation;
+	uint64		runs_recorded;	/* the next run goes to this % history_size */
 	DynbgwSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	/* followed by DynbgwRun[history_size]: see dynbgw_history() */
 } DynbgwRegistry;
+
+/* The registry's size, fixed when it is created. */
+typedef struct DynbgwShape
+{
+	int			capacity;
+	int			history_size;
+} DynbgwShape;
 
 /*
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595233	/* "DYR3" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595234	/* "DYR4" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -187,6 +272,7 @@ dynbgw_ms_until(TimestampTz deadline)
 
 /* dynbgw_registry.c */
 extern int	dynbgw_max_workers;
+extern int	dynbgw_history_size;
 extern DynbgwRegistry *dynbgw_reg;	/* once dynbgw_registry() found it */
 
 extern DynbgwRegistry *dynbgw_registry(void);
@@ -196,10 +282,19 @@ extern bool dynbgw_load_worker(int n, uint64 generation,
 							   DynbgwSavedWorker *saved);
 extern void dynbgw_forget_worker(int n, uint64 generation);
 extern void dynbgw_set_error(DynbgwSlot *slot, int code, const char *message);
+extern DynbgwOutcome dynbgw_outcome_of(const DynbgwSlot *slot, bool failed);
+extern void dynbgw_slot_end(DynbgwSlot *slot, DynbgwOutcome outcome);
+extern DynbgwRun *dynbgw_history(DynbgwRegistry *reg);
+extern void dynbgw_record_run(const DynbgwSlot *slot, int n, int pid,
+							  TimestampTz started, TimestampTz finished,
+							  DynbgwRunStatus status, int error_code,
+							  const char *message);
+extern int	dynbgw_clip(char *dest, const char *message, int size);
 
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);
-extern void dynbgw_command_run(const DynbgwDefinition *def, int n);
+extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
+							   char *result);
 extern void dynbgw_command_recover(void);
 
 /* What a worker counts against; see dynbgw_authority.c. */

@@ -84,12 +84,32 @@ dynbgw_statement_error_callback(void *arg)
 }
 
 /*
+ * What a client would be told of a statement: its command tag, with the row
+ * count where the tag has one ("INSERT 0 5", "DELETE 1234", "VACUUM").
+ */
+static void
+dynbgw_result_string(char *result, const QueryCompletion *qc)
+{
+	const char *tagname = GetCommandTagName(qc->commandTag);
+
+	if (!command_tag_display_rowcount(qc->commandTag))
+		strlcpy(result, tagname, DYNBGW_MAX_RESULT);
+	else if (qc->commandTag == CMDTAG_INSERT)
+		snprintf(result, DYNBGW_MAX_RESULT, "%s 0 " UINT64_FORMAT,
+				 tagname, qc->nprocessed);
+	else
+		snprintf(result, DYNBGW_MAX_RESULT, "%s " UINT64_FORMAT,
+				 tagname, qc->nprocessed);
+}
+
+/*
  * Run worker n's command once, if its authority still holds (for an idle
- * worker, that check is the whole run).  Results are discarded.  On error
- * the caller recovers with dynbgw_command_recover().
+ * worker, that check is the whole run), and put the result of its last
+ * statement in result (DYNBGW_MAX_RESULT bytes).  Rows are discarded.  On
+ * error the caller recovers with dynbgw_command_recover().
  */
 void
-dynbgw_command_run(const DynbgwDefinition *def, int n)
+dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 {
 	const char *command = def->command;
 	MemoryContext run_context = CurrentMemoryContext;
@@ -103,6 +123,7 @@ dynbgw_command_run(const DynbgwDefinition *def, int n)
 	/* Parse trees must outlive a commit inside the run. */
 	MemoryContextSwitchTo(run_context);
 	dynbgw_authority_check(def, n);
+	result[0] = '\0';
 	if (command[0] == '\0')
 	{
 		CommitTransactionCommand();
@@ -162,6 +183,7 @@ dynbgw_command_run(const DynbgwDefinition *def, int n)
 		(void) PortalRun(portal, FETCH_ALL, true, receiver, receiver, &qc);
 		receiver->rDestroy(receiver);
 		PortalDrop(portal, false);
+		dynbgw_result_string(result, &qc);
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		error_context_stack = errcallback.previous;

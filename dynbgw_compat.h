@@ -193,14 +193,16 @@ typedef enum DynbgwWaitEvent
 {
 	DYNBGW_WAIT_NAP,			/* a worker sleeping between runs */
 	DYNBGW_WAIT_LAUNCH,			/* a launcher waiting for its worker */
-	DYNBGW_WAIT_STOP			/* a stopper waiting for a worker to go */
+	DYNBGW_WAIT_STOP,			/* a stopper waiting for a worker to go */
+	DYNBGW_WAIT_END				/* dynbgw_wait() waiting for a launch to end */
 } DynbgwWaitEvent;
 
 #if PG_VERSION_NUM >= 170000
 static inline uint32
 dynbgw_wait_event(DynbgwWaitEvent event)
 {
-	static const char *const names[] = {"DynbgwNap", "DynbgwLaunch", "DynbgwStop"};
+	static const char *const names[] = {"DynbgwNap", "DynbgwLaunch", "DynbgwStop",
+	"DynbgwWait"};
 	static uint32 ids[lengthof(names)];
 
 	/* Each process looks a name up once; it has one ID server-wide. */

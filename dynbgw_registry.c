@@ -28,6 +28,7 @@
 #include "dynbgw.h"
 
 int			dynbgw_max_workers = 8;
+int			dynbgw_history_size = 1000;
 
 /* This process's mapping of the registry, once found. */
 DynbgwRegistry *dynbgw_reg = NULL;
@@ -44,51 +45,69 @@ typedef struct DynbgwAnchor
 
 static void dynbgw_remove_stale_saved(void);
 
-static Size
-dynbgw_registry_size(int capacity)
+/* The shape the settings ask for, for a registry made now. */
+static void
+dynbgw_shape_from_settings(DynbgwShape *shape)
 {
-	return add_size(offsetof(DynbgwRegistry, slots),
-					mul_size(capacity, sizeof(DynbgwSlot)));
+	shape->capacity = dynbgw_max_workers;
+	shape->history_size = dynbgw_history_size;
+}
+
+static Size
+dynbgw_registry_size(const DynbgwShape *shape)
+{
+	return add_size(add_size(offsetof(DynbgwRegistry, slots),
+							 mul_size(shape->capacity, sizeof(DynbgwSlot))),
+					mul_size(shape->history_size, sizeof(DynbgwRun)));
 }
 
 static void
-dynbgw_registry_init(DynbgwRegistry *reg, int capacity)
+dynbgw_registry_init(DynbgwRegistry *reg, const DynbgwShape *shape)
 {
-	memset(reg, 0, dynbgw_registry_size(capacity));
+	memset(reg, 0, dynbgw_registry_size(shape));
 	reg->magic = DYNBGW_REGISTRY_MAGIC;
 	reg->slot_size = sizeof(DynbgwSlot);
 	reg->tranche_id = LWLockNewTrancheId();
 	LWLockInitialize(&reg->lock, reg->tranche_id);
-	reg->capacity = capacity;
+	reg->capacity = shape->capacity;
+	reg->history_size = shape->history_size;
 	/* Generations stay unique across crash-restarts, which keep workers. */
 	reg->last_generation = GetCurrentTimestamp();
-	for (int i = 0; i < capacity; i++)
+	for (int i = 0; i < shape->capacity; i++)
 		ConditionVariableInit(&reg->slots[i].state_cv);
 	dynbgw_remove_stale_saved();
+}
+
+/* The history ring of the last runs, right after the slots. */
+DynbgwRun *
+dynbgw_history(DynbgwRegistry *reg)
+{
+	return (DynbgwRun *) &reg->slots[reg->capacity];
 }
 
 #ifdef DYNBGW_HAVE_NAMED_DSM
 /*
  * From 17 the registry is a segment of the server's own registry of named
  * segments.  GetNamedDSMSegment() errors unless every caller asks for the
- * size the segment was created with, but ours follows dynbgw.max_workers,
- * which a reload may change without a restart.  So the first process also
- * fixes the capacity, in a tiny named segment of its own, and every process
- * sizes the registry from that, as on 16 they read it from the registry.
- * (Always sizing it for DYNBGW_MAX_WORKERS_LIMIT would waste about 10 MB.)
+ * size the segment was created with, but ours follows dynbgw.max_workers
+ * and dynbgw.history_size, which a reload may change without a restart.  So
+ * the first process also fixes the shape, in a tiny named segment of its
+ * own, and every process sizes the registry from that, as on 16 they read
+ * it from the registry.  (Always sizing it for the largest settings would
+ * waste tens of megabytes.)
  */
-static int	dynbgw_new_capacity;
+static DynbgwShape dynbgw_new_shape;
 
 static void
-dynbgw_capacity_init(void *ptr)
+dynbgw_shape_init(void *ptr)
 {
-	*(int *) ptr = dynbgw_max_workers;
+	dynbgw_shape_from_settings(ptr);
 }
 
 static void
 dynbgw_registry_init_callback(void *ptr)
 {
-	dynbgw_registry_init(ptr, dynbgw_new_capacity);
+	dynbgw_registry_init(ptr, &dynbgw_new_shape);
 }
 #endif
 
@@ -111,12 +130,12 @@ dynbgw_registry(void)
 		return dynbgw_reg;
 
 #ifdef DYNBGW_HAVE_NAMED_DSM
-	dynbgw_new_capacity = *(int *) GetNamedDSMSegment("dynbgw_capacity",
-													  sizeof(int),
-													  dynbgw_capacity_init,
-													  &found);
+	dynbgw_new_shape = *(DynbgwShape *) GetNamedDSMSegment("dynbgw_shape",
+														   sizeof(DynbgwShape),
+														   dynbgw_shape_init,
+														   &found);
 	dynbgw_reg = GetNamedDSMSegment("dynbgw",
-									dynbgw_registry_size(dynbgw_new_capacity),
+									dynbgw_registry_size(&dynbgw_new_shape),
 									dynbgw_registry_init_callback, &found);
 #else
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
@@ -126,8 +145,11 @@ dynbgw_registry(void)
 
 	if (anchor->registry_handle == DSM_HANDLE_INVALID)
 	{
-		seg = dsm_create(dynbgw_registry_size(dynbgw_max_workers), 0);
-		dynbgw_registry_init(dsm_segment_address(seg), dynbgw_max_workers);
+		DynbgwShape shape;
+
+		dynbgw_shape_from_settings(&shape);
+		seg = dsm_create(dynbgw_registry_size(&shape), 0);
+		dynbgw_registry_init(dsm_segment_address(seg), &shape);
 		dsm_pin_segment(seg);
 		anchor->registry_handle = dsm_segment_handle(seg);
 	}
@@ -351,11 +373,90 @@ dynbgw_forget_worker(int n, uint64 generation)
 void
 dynbgw_set_error(DynbgwSlot *slot, int code, const char *message)
 {
-	int			len = pg_mbcliplen(message, strlen(message),
-								   DYNBGW_MAX_ERROR - 1);
-
 	slot->error_code = code;
 	slot->error_encoding = GetDatabaseEncoding();
-	memcpy(slot->last_error, message, len);
-	slot->last_error[len] = '\0';
+	dynbgw_clip(slot->last_error, message, DYNBGW_MAX_ERROR);
+}
+
+/*
+ * Copy as much of a message as fits in size bytes, cut at a character
+ * boundary of this database's encoding.  Returns the length copied.
+ */
+int
+dynbgw_clip(char *dest, const char *message, int size)
+{
+	int			len = pg_mbcliplen(message, strlen(message), size - 1);
+
+	memcpy(dest, message, len);
+	dest[len] = '\0';
+	return len;
+}
+
+/*
+ * How a launch that ends now ended: stopped if a stop was asked for, failed
+ * if it failed (see DynbgwOutcome) or its last run did, else succeeded.
+ */
+DynbgwOutcome
+dynbgw_outcome_of(const DynbgwSlot *slot, bool failed)
+{
+	if (slot->stop_requested)
+		return DYNBGW_OUTCOME_STOPPED;
+	if (failed || slot->last_run_failed)
+		return DYNBGW_OUTCOME_FAILED;
+	return DYNBGW_OUTCOME_SUCCEEDED;
+}
+
+/*
+ * End the launch in this slot: free the slot and keep how the launch ended
+ * for dynbgw_wait().  Called with the registry locked; the caller
+ * broadcasts the slot's condition variable once it has released the lock.
+ */
+void
+dynbgw_slot_end(DynbgwSlot *slot, DynbgwOutcome outcome)
+{
+	DynbgwEnding *ended = &slot->ended;
+
+	slot->state = DYNBGW_FREE;
+	ended->generation = slot->generation;
+	ended->outcome = outcome;
+	ended->pid = slot->last_pid != 0 ? slot->last_pid : slot->ready_pid;
+	ended->roleoid = slot->def.roleoid;
+	ended->runs = slot->runs;
+	ended->failures = slot->failures;
+	ended->ended_at = GetCurrentTimestamp();
+	ended->error_code = slot->error_code;
+	ended->error_encoding = slot->error_encoding;
+	strlcpy(ended->error, slot->last_error, sizeof(ended->error));
+	strlcpy(ended->result, slot->last_result, sizeof(ended->result));
+}
+
+/*
+ * Add a run of the launch in this slot to the history ring, overwriting
+ * the oldest.  Called by the worker with the registry locked, in the same
+ * hold as its other bookkeeping of the run.
+ */
+void
+dynbgw_record_run(const DynbgwSlot *slot, int n, int pid,
+				  TimestampTz started, TimestampTz finished,
+				  DynbgwRunStatus status, int error_code, const char *message)
+{
+	DynbgwRun  *run;
+
+	if (dynbgw_reg->history_size == 0)
+		return;
+	run = &dynbgw_history(dynbgw_reg)[dynbgw_reg->runs_recorded++ %
+									  dynbgw_reg->history_size];
+	run->n = n;
+	run->launch = slot->generation;
+	run->pid = pid;
+	run->roleoid = slot->def.roleoid;
+	run->dboid = slot->def.dboid;
+	run->started = started;
+	run->finished = finished;
+	run->status = status;
+	run->encoding = GetDatabaseEncoding();
+	run->error_code = error_code;
+	dynbgw_clip(run->message, message ? message : "", DYNBGW_MAX_RUN_ERROR);
+	strlcpy(run->result, status == DYNBGW_RUN_SUCCEEDED ? slot->last_result : "",
+			sizeof(run->result));
 }

@@ -30,6 +30,7 @@
 #include "pgstat.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "dynbgw.h"
@@ -51,6 +52,11 @@ static volatile sig_atomic_t stop_requested = false;
  */
 static volatile sig_atomic_t in_run = false;
 
+/* Why the current run was cancelled: pg_cancel_backend, or run_timeout. */
+static volatile sig_atomic_t cancel_requested = false;
+static volatile sig_atomic_t run_timed_out = false;
+static TimeoutId run_timeout_id;
+
 /* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
 static bool completed_run = false;
 
@@ -71,11 +77,25 @@ dynbgw_sigint(SIGNAL_ARGS)
 
 	if (in_run)
 	{
+		cancel_requested = true;
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
 	SetLatch(MyLatch);
 	errno = save_errno;
+}
+
+/*
+ * A run that takes longer than run_timeout is cancelled as a statement is
+ * at statement_timeout; like that, a command may catch it.
+ */
+static void
+dynbgw_run_timeout_handler(void)
+{
+	run_timed_out = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
 }
 
 /*
@@ -161,6 +181,13 @@ dynbgw_worker_exit(int code, Datum arg)
 		{
 			my_slot->runs++;
 			my_slot->failures++;
+			my_slot->last_run_failed = !stopping;
+			my_slot->last_result[0] = '\0';
+			dynbgw_record_run(my_slot, my_number, MyProcPid,
+							  my_slot->last_started, GetCurrentTimestamp(),
+							  stopping ? DYNBGW_RUN_STOPPED : DYNBGW_RUN_FAILED,
+							  stopping ? 0 : last_error_code,
+							  stopping ? NULL : last_error);
 		}
 		if (restartable && code != 0 && !stopping)
 		{
@@ -177,12 +204,13 @@ dynbgw_worker_exit(int code, Datum arg)
 		{
 			my_slot->state = DYNBGW_EXITED;
 			my_slot->restart_after_exit = restart;
+			my_slot->exit_failed = code != 0;
 		}
 		else if (restart)
 			my_slot->state = DYNBGW_RESTARTING;
 		else
 		{
-			my_slot->state = DYNBGW_FREE;
+			dynbgw_slot_end(my_slot, dynbgw_outcome_of(my_slot, code != 0));
 			forget = restartable;
 		}
 
@@ -353,10 +381,14 @@ dynbgw_report_run_start(TimestampTz started)
 	LWLockRelease(&reg->lock);
 }
 
-/* Record the end of a run and when the next one is due, in one go. */
+/*
+ * Record the end of a run, in the slot and in the history, and when the
+ * next one is due, in one go.
+ */
 static void
 dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
-					  TimestampTz next_run, ErrorData *edata)
+					  TimestampTz next_run, DynbgwRunStatus status,
+					  ErrorData *edata, const char *result)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 
@@ -367,11 +399,16 @@ dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
 	my_slot->last_finished = finished;
 	my_slot->last_duration_us = finished - started;
 	my_slot->next_run = next_run;
+	my_slot->last_run_failed = edata != NULL;
+	strlcpy(my_slot->last_result, result, DYNBGW_MAX_RESULT);
 	if (edata != NULL)
 	{
 		my_slot->failures++;
 		dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
 	}
+	dynbgw_record_run(my_slot, my_number, MyProcPid, started, finished,
+					  status, edata ? edata->sqlerrcode : 0,
+					  edata ? edata->message : NULL);
 	LWLockRelease(&reg->lock);
 }
 
@@ -439,6 +476,7 @@ dynbgw_end_for_good(const ErrorData *edata)
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
+	my_slot->last_run_failed = true;
 	LWLockRelease(&reg->lock);
 	ereport(LOG,
 			(errmsg("dynbgw worker %d ends for good: it has lost the authority it was launched with",
@@ -460,12 +498,19 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	TimestampTz finished;
 	int64		next_k;
 	ErrorData  *edata = NULL;
+	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
+	char		result[DYNBGW_MAX_RESULT];
 
 	dynbgw_report_run_start(started);
+	cancel_requested = false;
+	run_timed_out = false;
 	in_run = true;
 	PG_TRY();
 	{
-		dynbgw_command_run(def, my_number);
+		if (def->run_timeout_ms > 0)
+			enable_timeout_after(run_timeout_id, def->run_timeout_ms);
+		dynbgw_command_run(def, my_number, result);
+		disable_timeout(run_timeout_id, false);
 	}
 	PG_CATCH();
 	{
@@ -484,12 +529,22 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	if (dynbgw_authority_revoked)
 		dynbgw_end_for_good(edata);
 	if (edata != NULL)
+	{
+		status = DYNBGW_RUN_FAILED;
+		if (run_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			edata->message = psprintf("canceling run due to run_timeout of %d ms",
+									  def->run_timeout_ms);
+		else if (cancel_requested && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			status = DYNBGW_RUN_CANCELLED;
+		result[0] = '\0';
 		dynbgw_log_failure(edata, finished);
+	}
 	else
 		completed_run = true;
 	next_k = dynbgw_next_k(def, origin, k, finished);
 	dynbgw_report_run_end(started, finished,
-						  origin + next_k * def->naptime_us, edata);
+						  origin + next_k * def->naptime_us, status, edata,
+						  result);
 	my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
@@ -547,6 +602,7 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 
 	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
 										ALLOCSET_DEFAULT_SIZES);
+	run_timeout_id = RegisterTimeout(USER_TIMEOUT, dynbgw_run_timeout_handler);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dynbgw_report_ready(DYNBGW_IDLE, origin + k * def->naptime_us);
 
@@ -562,8 +618,10 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 		if (def->max_runs > 0 && my_runs >= def->max_runs)
 		{
 			ereport(LOG,
-					(errmsg("dynbgw worker %d finished its %lld runs",
-							my_number, (long long) def->max_runs)));
+					(errmsg_plural("dynbgw worker %d finished its %lld run",
+								   "dynbgw worker %d finished its %lld runs",
+								   (unsigned long) def->max_runs,
+								   my_number, (long long) def->max_runs)));
 			proc_exit(0);
 		}
 	}

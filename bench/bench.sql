@@ -188,6 +188,22 @@ BEGIN
     PERFORM put('floor_rps', runs / (ms(t0, t1) / 1000));
 END $$;
 
+-- ---- 3b. outcomes ----
+
+-- How soon dynbgw_wait() returns after the end of the launch it waits for:
+-- from the moment the worker recorded its end (ended_at) to the waiter's
+-- clock.  The launch returns while the run still sleeps, so the wait has
+-- begun before the end comes.
+CREATE FUNCTION bench_wait(k int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. k LOOP
+        PERFORM dynbgw_launch(3, 'SELECT pg_sleep(0.01)', runs => 1);
+        INSERT INTO sample
+            SELECT 'wait_wakeup', ms(ended_at, clock_timestamp()) FROM dynbgw_wait(3);
+    END LOOP;
+END $$;
+
 -- ---- 4. schedule precision ----
 
 -- Milliseconds process pid has spent runnable but waiting for a CPU (the
@@ -409,6 +425,18 @@ BEGIN
     RETURN NEXT md('job throughput, runs/s vs psql -c ''SELECT 1'' loop (new connection each run)',
                    f(rps), f(m('psql_rps')), rps / m('psql_rps'),
                    '≥ 100×', rps / m('psql_rps') >= 100);
+    r := (m('worker_rps_history') + m('worker_rps_history_again')) / 2;
+    RETURN NEXT md(format('job throughput, runs/s with dynbgw.history_size = 1000 (mean of %s and %s) vs history off (0)',
+                          f(m('worker_rps_history')), f(m('worker_rps_history_again'))),
+                   f(r), f(m('worker_rps_no_history')), r / m('worker_rps_no_history'),
+                   '≥ 0.95×', r / m('worker_rps_no_history') >= 0.95);
+
+    -- 3b. outcomes
+    RETURN NEXT md(format('dynbgw_wait wake-up, end of the worker to the wait returning, p50 ms (n=%s)',
+                          cnt('wait_wakeup')),
+                   f(pct('wait_wakeup', 0.5)), NULL, NULL,
+                   '≤ 1 ms', pct('wait_wakeup', 0.5) <= 1);
+    RETURN NEXT md('dynbgw_wait wake-up, p95 ms', f(pct('wait_wakeup', 0.95)), NULL, NULL, NULL, NULL);
 
     -- 4. schedule precision; the baseline is for comparison, targets are absolute
     RETURN NEXT md(format('schedule error abs(t_k − (t_0 + k·100 ms)), p50 ms (n=%s runs) vs a session sleeping with pg_sleep to each start',

@@ -39,7 +39,7 @@ like($pid, qr/^\d+$/, 'run-once worker launched');
 ok(wait_until_finished($node, 1), 'run-once worker left the view');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM once'),
 	'1', 'run-once worker ran exactly once');
-$node->wait_for_log(qr/dynbgw worker 1 finished its 1 runs/, $log_offset);
+$node->wait_for_log(qr/dynbgw worker 1 finished its 1 run\b/, $log_offset);
 pass('log says the worker finished its runs');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid"),

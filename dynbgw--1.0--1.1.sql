@@ -1,0 +1,110 @@
+/* dynbgw--1.0--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.1'" to load this file. \quit
+
+-- dynbgw_launch gains run_timeout.
+DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval);
+
+CREATE FUNCTION dynbgw_launch(n integer,
+                              command text DEFAULT NULL,
+                              naptime interval DEFAULT '10 seconds',
+                              database name DEFAULT NULL,
+                              role name DEFAULT NULL,
+                              runs bigint DEFAULT NULL,
+                              restart interval DEFAULT NULL,
+                              if_running text DEFAULT 'error',
+                              wait_for_slot interval DEFAULT '0',
+                              run_timeout interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dynbgw_launch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) IS
+'start worker n, running command every naptime; returns its PID once it is connected';
+
+REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) TO dynbgw_user;
+
+-- dynbgw_workers gains last_result.
+DROP VIEW dynbgw_workers;
+DROP FUNCTION dynbgw_workers();
+
+CREATE FUNCTION dynbgw_workers(
+    OUT n integer,
+    OUT pid integer,
+    OUT kind text,
+    OUT state text,
+    OUT database name,
+    OUT role name,
+    OUT command text,
+    OUT naptime interval,
+    OUT runs bigint,
+    OUT failures bigint,
+    OUT last_error text,
+    OUT launched_at timestamptz,
+    OUT launched_by_pid integer,
+    OUT last_started timestamptz,
+    OUT last_finished timestamptz,
+    OUT last_duration interval,
+    OUT next_run timestamptz,
+    OUT max_runs bigint,
+    OUT restart interval,
+    OUT last_result text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_workers'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW dynbgw_workers AS
+    SELECT * FROM dynbgw_workers();
+
+COMMENT ON VIEW dynbgw_workers IS
+'every dynbgw worker that exists, seen alike from every session';
+
+GRANT SELECT ON dynbgw_workers TO PUBLIC;
+
+-- How a launch ended, for scripts that wait for their workers.
+CREATE TYPE dynbgw_outcome AS (
+    n integer,
+    pid integer,
+    outcome text,
+    runs bigint,
+    failures bigint,
+    sqlstate text,
+    message text,
+    result text,
+    ended_at timestamptz);
+
+CREATE FUNCTION dynbgw_wait(n integer, timeout interval DEFAULT NULL)
+RETURNS SETOF dynbgw_outcome
+AS 'MODULE_PATHNAME', 'dynbgw_wait'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION dynbgw_wait(integer, interval) IS
+'wait until worker n has ended, or for timeout, and say how it ended';
+
+-- The history of the last runs, kept in shared memory.
+CREATE FUNCTION dynbgw_runs(
+    OUT n integer,
+    OUT launch bigint,
+    OUT pid integer,
+    OUT role name,
+    OUT database name,
+    OUT started timestamptz,
+    OUT finished timestamptz,
+    OUT duration interval,
+    OUT status text,
+    OUT sqlstate text,
+    OUT message text,
+    OUT result text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_runs'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW dynbgw_runs AS
+    SELECT * FROM dynbgw_runs();
+
+COMMENT ON VIEW dynbgw_runs IS
+'the last dynbgw.history_size runs of all workers, oldest first';
+
+GRANT SELECT ON dynbgw_runs TO PUBLIC;
