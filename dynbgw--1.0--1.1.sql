@@ -3,30 +3,34 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.1'" to load this file. \quit
 
--- dynbgw_launch gains run_timeout.
+-- dynbgw_launch gains run_timeout, and cron schedules in a time zone as
+-- the other way to say when runs are due; naptime is NULL by default, which
+-- means 10 seconds unless there is a schedule.
 DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval);
 
 CREATE FUNCTION dynbgw_launch(n integer,
                               command text DEFAULT NULL,
-                              naptime interval DEFAULT '10 seconds',
+                              naptime interval DEFAULT NULL,
                               database name DEFAULT NULL,
                               role name DEFAULT NULL,
                               runs bigint DEFAULT NULL,
                               restart interval DEFAULT NULL,
                               if_running text DEFAULT 'error',
                               wait_for_slot interval DEFAULT '0',
-                              run_timeout interval DEFAULT NULL)
+                              run_timeout interval DEFAULT NULL,
+                              schedule text DEFAULT NULL,
+                              timezone text DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'dynbgw_launch'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) IS
-'start worker n, running command every naptime; returns its PID once it is connected';
+COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) IS
+'start worker n, running command every naptime or on a schedule; returns its PID once it is connected';
 
-REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval) TO dynbgw_user;
+REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) TO dynbgw_user;
 
--- dynbgw_workers gains last_result.
+-- dynbgw_workers gains last_result, schedule and timezone.
 DROP VIEW dynbgw_workers;
 DROP FUNCTION dynbgw_workers();
 
@@ -50,7 +54,9 @@ CREATE FUNCTION dynbgw_workers(
     OUT next_run timestamptz,
     OUT max_runs bigint,
     OUT restart interval,
-    OUT last_result text)
+    OUT last_result text,
+    OUT schedule text,
+    OUT timezone text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
@@ -108,3 +114,15 @@ COMMENT ON VIEW dynbgw_runs IS
 'the last dynbgw.history_size runs of all workers, oldest first';
 
 GRANT SELECT ON dynbgw_runs TO PUBLIC;
+
+-- Check a cron expression: the next times it is due.
+CREATE FUNCTION dynbgw_next_runs(schedule text,
+                                 timezone text DEFAULT NULL,
+                                 "from" timestamptz DEFAULT now(),
+                                 count integer DEFAULT 10)
+RETURNS SETOF timestamptz
+AS 'MODULE_PATHNAME', 'dynbgw_next_runs'
+LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dynbgw_next_runs(text, text, timestamptz, integer) IS
+'the next count times at which a cron schedule is due in timezone (default: the session''s) after from';

@@ -857,6 +857,52 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	return pid;
 }
 
+/* When runs are due: naptime (10 seconds unless given) or a schedule. */
+static void
+dynbgw_timing_args(FunctionCallInfo fcinfo, DynbgwDefinition *def)
+{
+	/* Version 1.0 of the SQL definition has no schedule and no timezone. */
+	bool		has_schedule = PG_NARGS() > 10 && !PG_ARGISNULL(10);
+	bool		has_timezone = PG_NARGS() > 11 && !PG_ARGISNULL(11);
+
+	if (has_schedule && !PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a worker runs either every naptime or on a schedule, not both")));
+	if (has_timezone && !has_schedule)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timezone is for a schedule"),
+				 errhint("Give a schedule, or leave timezone NULL.")));
+	if (has_schedule)
+	{
+		char	   *expr = text_to_cstring(PG_GETARG_TEXT_PP(10));
+		pg_tz	   *tz;
+
+		dynbgw_schedule_parse(expr, &def->schedule);
+		tz = dynbgw_timezone_arg(fcinfo, 11, def->timezone);
+		if (dynbgw_schedule_next(&def->schedule, tz,
+								 GetCurrentTimestamp()) == DT_NOEND)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cron schedule \"%s\" is never due", expr),
+					 errdetail("No time in the next %d years matches it.",
+							   DYNBGW_SCHEDULE_HORIZON_YEARS)));
+		def->has_schedule = true;
+		strlcpy(def->schedule_text, expr, DYNBGW_MAX_SCHEDULE);
+	}
+	else if (PG_ARGISNULL(2))
+	{
+		def->naptime.time = 10 * USECS_PER_SEC;
+		def->naptime_us = def->naptime.time;
+	}
+	else
+	{
+		def->naptime_us = dynbgw_interval_arg(fcinfo, 2, "naptime");
+		def->naptime = *PG_GETARG_INTERVAL_P(2);
+	}
+}
+
 /*
  * dynbgw_launch(n, command, naptime, database, role, runs, restart,
  *				 if_running, wait_for_slot) returns integer
@@ -874,8 +920,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	int			pid;
 
 	def->kind = DYNBGW_KIND_SQL;
-	def->naptime_us = dynbgw_interval_arg(fcinfo, 2, "naptime");
-	def->naptime = *PG_GETARG_INTERVAL_P(2);
+	dynbgw_timing_args(fcinfo, def);
 	def->roleoid = dynbgw_role_arg(fcinfo, 4);
 	def->dboid = dynbgw_database_arg(fcinfo, 3, MyDatabaseId, def->roleoid);
 	dynbgw_authority_record(def, fcinfo->flinfo->fn_oid);
@@ -932,7 +977,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 					 errhint("Put the work in a procedure and CALL it.")));
 		strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
 	}
-	else if (def->naptime_us == 0)
+	else if (def->naptime_us == 0 && !def->has_schedule)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("naptime must be greater than 0 for a worker without a command"),
@@ -1147,7 +1192,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 
 /* ---- listing ---- */
 
-#define DYNBGW_WORKERS_COLS 20
+#define DYNBGW_WORKERS_COLS 22
 #define DYNBGW_WAIT_COLS	9
 #define DYNBGW_RUNS_COLS	12
 
@@ -1265,7 +1310,7 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		dynbgw_text_column(&values[10], &nulls[10], copy->last_error,
 						   copy->error_encoding);
 		values[7] = IntervalPGetDatum(&copy->def.naptime);
-		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL);
+		nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL || copy->def.has_schedule);
 		values[8] = Int64GetDatum(copy->runs);
 		values[9] = Int64GetDatum(copy->failures);
 		values[11] = TimestampTzGetDatum(copy->launched_at);
@@ -1284,6 +1329,10 @@ dynbgw_workers(PG_FUNCTION_ARGS)
 		nulls[18] = (copy->def.restart_s == BGW_NEVER_RESTART);
 		/* Command tags are ASCII. */
 		dynbgw_text_column(&values[19], &nulls[19], copy->last_result,
+						   PG_SQL_ASCII);
+		dynbgw_text_column(&values[20], &nulls[20], copy->def.schedule_text,
+						   copy->def.encoding);
+		dynbgw_text_column(&values[21], &nulls[21], copy->def.timezone,
 						   PG_SQL_ASCII);
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

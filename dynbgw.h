@@ -19,7 +19,9 @@
 #define DYNBGW_H
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "pgtime.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -39,6 +41,13 @@
 
 /* A run's result, a command tag with its row count: "DELETE 1234". */
 #define DYNBGW_MAX_RESULT		64
+
+/* How far ahead a schedule's next time is looked for. */
+#define DYNBGW_SCHEDULE_HORIZON_YEARS	8
+
+/* Longest cron expression, and time zone name, terminator included. */
+#define DYNBGW_MAX_SCHEDULE		128
+#define DYNBGW_MAX_TIMEZONE		(TZ_STRLEN_MAX + 1)
 
 /* Upper bound of dynbgw.history_size. */
 #define DYNBGW_MAX_HISTORY		1000000
@@ -70,6 +79,19 @@ typedef enum DynbgwKind
 	DYNBGW_KIND_FUNCTION		/* a library's entry point */
 } DynbgwKind;
 
+/* A parsed cron expression: the values each field allows, as bits. */
+typedef struct DynbgwSchedule
+{
+	uint64		seconds;
+	uint64		minutes;
+	uint32		hours;
+	uint32		days;			/* bits 1 to 31 */
+	uint16		months;			/* bits 1 to 12 */
+	uint8		weekdays;		/* bit 0: Sunday */
+	bool		days_restricted;	/* the field does not begin with * */
+	bool		weekdays_restricted;
+} DynbgwSchedule;
+
 /* What a worker is: given at launch, never changed afterwards. */
 typedef struct DynbgwDefinition
 {
@@ -86,6 +108,10 @@ typedef struct DynbgwDefinition
 
 	int64		naptime_us;
 	Interval	naptime;		/* as given, for display */
+	bool		has_schedule;	/* runs on a cron schedule, not naptime */
+	DynbgwSchedule schedule;
+	char		schedule_text[DYNBGW_MAX_SCHEDULE];
+	char		timezone[DYNBGW_MAX_TIMEZONE];	/* of the schedule */
 	int			encoding;		/* of the command: its database's */
 	int64		max_runs;		/* exit after this many runs; 0: never */
 	int			restart_s;		/* restart delay after a crash, or
@@ -320,6 +346,13 @@ typedef struct DynbgwLimits
 
 extern DynbgwLimit dynbgw_limits_exceeded(const DynbgwLimits *limits,
 										  int exclude_n);
+
+/* dynbgw_schedule.c */
+extern void dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule);
+extern TimestampTz dynbgw_schedule_next(const DynbgwSchedule *schedule,
+										pg_tz *tz, TimestampTz after);
+extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
+								  char *name);
 
 /* dynbgw_authority.c */
 extern int	dynbgw_reserved_worker_processes;

@@ -413,19 +413,55 @@ dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
 }
 
 /*
- * Run k is due at origin + k * naptime: a fixed rate that does not drift.  A
- * run that overran its slot is followed at once by one more, and the starts
- * it missed are skipped.  Returns the k of the next run after one that
- * finished at "now".
+ * When runs are due.  With naptime, run k is due at origin + k * naptime: a
+ * fixed rate that does not drift.  With a schedule, at the next time it
+ * names after the last run.  Either way, a run that overran is followed at
+ * once by one more, and the starts it missed are skipped.
  */
-static int64
-dynbgw_next_k(const DynbgwDefinition *def, TimestampTz origin, int64 k,
-			  TimestampTz now)
+typedef struct DynbgwTimetable
 {
-	k++;
-	if (def->naptime_us > 0)
-		k = Max(k, (now - origin) / def->naptime_us);
-	return k;
+	TimestampTz origin;			/* naptime: when the worker became ready */
+	int64		k;				/* naptime: the number of the next run */
+	pg_tz	   *tz;				/* schedule: its time zone */
+	TimestampTz due;			/* when the next run is due */
+} DynbgwTimetable;
+
+static void
+dynbgw_timetable_start(const DynbgwDefinition *def, DynbgwTimetable *tt)
+{
+	tt->origin = GetCurrentTimestamp();
+	if (def->has_schedule)
+	{
+		tt->tz = pg_tzset(def->timezone);
+		if (tt->tz == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" not recognized", def->timezone)));
+		tt->due = dynbgw_schedule_next(&def->schedule, tt->tz, tt->origin);
+	}
+	else
+	{
+		/* An idle worker's first run is its first wake-up. */
+		tt->k = def->command[0] != '\0' ? 0 : 1;
+		tt->due = tt->origin + tt->k * def->naptime_us;
+	}
+}
+
+/* Move on past a run that finished at now. */
+static void
+dynbgw_timetable_advance(const DynbgwDefinition *def, DynbgwTimetable *tt,
+						 TimestampTz now)
+{
+	if (def->has_schedule)
+		tt->due = dynbgw_schedule_next(&def->schedule, tt->tz,
+									   Max(now, tt->due));
+	else
+	{
+		tt->k++;
+		if (def->naptime_us > 0)
+			tt->k = Max(tt->k, (now - tt->origin) / def->naptime_us);
+		tt->due = tt->origin + tt->k * def->naptime_us;
+	}
 }
 
 /* How much of a message the log and the registry keep. */
@@ -486,17 +522,16 @@ dynbgw_end_for_good(const ErrorData *edata)
 }
 
 /*
- * One run: the command if there is one, else just a counted wake-up.
- * Returns the k of the next run.
+ * One run: the command if there is one, else just a counted wake-up.  Moves
+ * the timetable on to the next run.
  */
-static int64
+static void
 dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
-		   TimestampTz origin, int64 k)
+		   DynbgwTimetable *tt)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
 	TimestampTz started = GetCurrentTimestamp();
 	TimestampTz finished;
-	int64		next_k;
 	ErrorData  *edata = NULL;
 	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
 	char		result[DYNBGW_MAX_RESULT];
@@ -541,15 +576,12 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	}
 	else
 		completed_run = true;
-	next_k = dynbgw_next_k(def, origin, k, finished);
-	dynbgw_report_run_end(started, finished,
-						  origin + next_k * def->naptime_us, status, edata,
-						  result);
+	dynbgw_timetable_advance(def, tt, finished);
+	dynbgw_report_run_end(started, finished, tt->due, status, edata, result);
 	my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextReset(run_context);
-	return next_k;
 }
 
 /*
@@ -590,29 +622,29 @@ dynbgw_sleep_until(TimestampTz wake_at)
 }
 
 /*
- * Run the command on its schedule (see dynbgw_next_k) from the moment the
- * worker is ready.  An idle worker's first run is its first wake-up.
+ * Run the command when it is due (see DynbgwTimetable) from the moment the
+ * worker is ready.
  */
 static void
 dynbgw_sql_loop(const DynbgwDefinition *def)
 {
 	MemoryContext run_context;
-	TimestampTz origin = GetCurrentTimestamp();
-	int64		k = def->command[0] != '\0' ? 0 : 1;
+	DynbgwTimetable tt;
 
 	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
 										ALLOCSET_DEFAULT_SIZES);
 	run_timeout_id = RegisterTimeout(USER_TIMEOUT, dynbgw_run_timeout_handler);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	dynbgw_report_ready(DYNBGW_IDLE, origin + k * def->naptime_us);
+	dynbgw_timetable_start(def, &tt);
+	dynbgw_report_ready(DYNBGW_IDLE, tt.due);
 
 	for (;;)
 	{
-		dynbgw_sleep_until(origin + k * def->naptime_us);
+		dynbgw_sleep_until(tt.due);
 		if (stop_requested)
 			break;
 
-		k = dynbgw_run(def, run_context, origin, k);
+		dynbgw_run(def, run_context, &tt);
 		if (stop_requested)
 			break;
 		if (def->max_runs > 0 && my_runs >= def->max_runs)

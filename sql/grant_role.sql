@@ -16,7 +16,7 @@ CREATE DATABASE regress_dynbgw_second;
 \c regress_dynbgw_second
 CREATE EXTENSION dynbgw;
 SELECT has_function_privilege('regress_dynbgw_member',
-    'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval)',
+    'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text)',
     'EXECUTE') AS member_may_launch;
 \c contrib_regression
 DROP DATABASE regress_dynbgw_second;

@@ -86,8 +86,6 @@ SELECT dynbgw_launch(5, wait_for_slot => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(5, wait_for_slot => '400 days');
 \echo :LAST_ERROR_SQLSTATE
-SELECT dynbgw_launch(5, naptime => NULL);
-\echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_stop(n => 5, timeout => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_stop(pid => 1, n => 5);

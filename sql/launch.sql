@@ -101,10 +101,11 @@ SELECT dynbgw_launch(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS registered FROM dynbgw_workers;
 
--- naptime: not NULL (22004), between 0 and 366 days (22023).
-SELECT dynbgw_launch(1, naptime => NULL);
-\echo :LAST_ERROR_SQLSTATE
-SELECT count(*) AS registered FROM dynbgw_workers;
+-- naptime: NULL means 10 seconds (unless there is a schedule); otherwise
+-- between 0 and 366 days (22023).
+SELECT dynbgw_launch(1, naptime => NULL) > 0 AS launched;
+SELECT naptime FROM dynbgw_workers WHERE n = 1;
+SELECT dynbgw_stop(n => 1) AS stopped;
 SELECT dynbgw_launch(1, naptime => '-1 second');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS registered FROM dynbgw_workers;

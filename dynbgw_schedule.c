@@ -1,0 +1,530 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_schedule.c
+ *		Cron schedules: parsing an expression, and the next time it is due
+ *		in a time zone.
+ *
+ * An expression has the five classic fields (minute hour day-of-month month
+ * day-of-week), or six with a leading seconds field, or is one of @yearly,
+ * @annually, @monthly, @weekly, @daily, @midnight, @hourly.  A field is a
+ * list of *, a value or a range, each with an optional /step; months and
+ * weekdays also by their English three-letter names; weekday 7 is Sunday.
+ * As in Vixie cron, when both day fields are restricted a day matches
+ * either, otherwise both must match (a field that begins with * is not
+ * restricted).
+ *
+ * Times are found in local wall-clock time and then placed on the time
+ * line.  A local time that does not exist (in the gap of a change to
+ * daylight saving time) is due at the first instant after the gap; one that
+ * happens twice (when the clocks go back) is due at its first occurrence
+ * only, because the search always goes on from the local time of the last
+ * instant found.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "funcapi.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "dynbgw.h"
+
+PG_FUNCTION_INFO_V1(dynbgw_next_runs);
+
+typedef struct DynbgwField
+{
+	const char *name;
+	int			min;
+	int			max;
+	const char *const *names;	/* names of min, min + 1, ..., or NULL */
+} DynbgwField;
+
+static const char *const month_names[] = {
+	"jan", "feb", "mar", "apr", "may", "jun",
+	"jul", "aug", "sep", "oct", "nov", "dec", NULL
+};
+
+static const char *const weekday_names[] = {
+	"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL
+};
+
+/* In the order of a six-field expression. */
+static const DynbgwField fields[] = {
+	{"second", 0, 59, NULL},
+	{"minute", 0, 59, NULL},
+	{"hour", 0, 23, NULL},
+	{"day-of-month", 1, 31, NULL},
+	{"month", 1, 12, month_names},
+	{"day-of-week", 0, 7, weekday_names}
+};
+
+static const struct
+{
+	const char *macro;
+	const char *expansion;
+}			macros[] = {
+	{"@yearly", "0 0 1 1 *"},
+	{"@annually", "0 0 1 1 *"},
+	{"@monthly", "0 0 1 * *"},
+	{"@weekly", "0 0 * * 0"},
+	{"@daily", "0 0 * * *"},
+	{"@midnight", "0 0 * * *"},
+	{"@hourly", "0 * * * *"}
+};
+
+static void
+dynbgw_schedule_error(const char *expr, int field, int position,
+					  const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid cron schedule \"%s\"", expr),
+			 field >= 0 ?
+			 errdetail("In the %s field, at position %d: %s.",
+					   fields[field].name, position, problem) :
+			 errdetail("%s.", problem),
+			 errhint("A schedule has five fields (minute hour day-of-month month day-of-week), or six with seconds first, or is one of @yearly, @monthly, @weekly, @daily, @hourly.")));
+}
+
+/* A number or, where the field has them, a name; NULL end if neither. */
+static int
+dynbgw_field_value(const DynbgwField *f, const char *p, const char **end)
+{
+	if (isdigit((unsigned char) *p))
+	{
+		int			v = 0;
+
+		while (isdigit((unsigned char) *p) && v < 1000)
+			v = v * 10 + (*p++ - '0');
+		*end = p;
+		return v;
+	}
+	if (f->names != NULL)
+	{
+		for (int i = 0; f->names[i] != NULL; i++)
+		{
+			if (pg_strncasecmp(p, f->names[i], 3) == 0 &&
+				!isalpha((unsigned char) p[3]))
+			{
+				*end = p + 3;
+				return f->min + i;
+			}
+		}
+	}
+	*end = NULL;
+	return 0;
+}
+
+/*
+ * Parse field number field, the text from start to end of expr, into a set
+ * of values.  Returns whether it begins with *.
+ */
+static bool
+dynbgw_parse_field(const char *expr, int field, const char *start,
+				   const char *end, uint64 *set)
+{
+	const DynbgwField *f = &fields[field];
+	const char *p = start;
+
+	*set = 0;
+	for (;;)
+	{
+		int			lo;
+		int			hi;
+		int			step = 1;
+		bool		range = false;
+		const char *item = p;
+		const char *after;
+
+		if (*p == '*')
+		{
+			lo = f->min;
+			hi = f->max;
+			p++;
+		}
+		else
+		{
+			lo = dynbgw_field_value(f, p, &after);
+			if (after == NULL)
+				dynbgw_schedule_error(expr, field, (int) (p - expr) + 1,
+									  "a number, a name or * was expected");
+			p = after;
+			hi = lo;
+			if (*p == '-')
+			{
+				range = true;
+				p++;
+				hi = dynbgw_field_value(f, p, &after);
+				if (after == NULL)
+					dynbgw_schedule_error(expr, field, (int) (p - expr) + 1,
+										  "the end of the range is missing");
+				p = after;
+			}
+			if (lo < f->min || hi > f->max || lo > hi)
+				dynbgw_schedule_error(expr, field, (int) (item - expr) + 1,
+									  psprintf("values must be between %d and %d, in ascending order",
+											   f->min, f->max));
+		}
+		if (*p == '/')
+		{
+			p++;
+			step = dynbgw_field_value(f, p, &after);
+			if (after == NULL || step < 1)
+				dynbgw_schedule_error(expr, field, (int) (p - expr) + 1,
+									  "a step must be a number of at least 1");
+			p = after;
+			/* "5/15" means from 5 to the end, every 15 */
+			if (item[0] != '*' && !range)
+				hi = f->max;
+		}
+		for (int v = lo; v <= hi; v += step)
+			*set |= UINT64CONST(1) << v;
+		if (p == end)
+			break;
+		if (*p != ',')
+			dynbgw_schedule_error(expr, field, (int) (p - expr) + 1,
+								  "a comma, a range or a step was expected");
+		p++;
+	}
+	return start[0] == '*';
+}
+
+/*
+ * Parse a cron expression into schedule; errors are 22023 and say which
+ * field is wrong where.
+ */
+void
+dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule)
+{
+	const char *text = expr;
+	const char *starts[6];
+	const char *ends[6];
+	int			count = 0;
+	int			first;
+	uint64		sets[6];
+	bool		stars[6];
+
+	if (strlen(expr) >= DYNBGW_MAX_SCHEDULE)
+		dynbgw_schedule_error(expr, -1, 0,
+							  psprintf("A schedule has at most %d bytes",
+									   DYNBGW_MAX_SCHEDULE - 1));
+	while (isspace((unsigned char) *text))
+		text++;
+	if (*text == '@')
+	{
+		size_t		len = strcspn(text, " \t\n");
+
+		for (size_t i = 0; i < lengthof(macros); i++)
+		{
+			if (strlen(macros[i].macro) == len &&
+				pg_strncasecmp(text, macros[i].macro, len) == 0)
+			{
+				dynbgw_schedule_parse(macros[i].expansion, schedule);
+				return;
+			}
+		}
+		dynbgw_schedule_error(expr, -1, 0, "Unknown @ keyword");
+	}
+
+	for (const char *p = text; *p != '\0';)
+	{
+		if (isspace((unsigned char) *p))
+		{
+			p++;
+			continue;
+		}
+		if (count == 6)
+			dynbgw_schedule_error(expr, -1, 0, "It has more than six fields");
+		starts[count] = p;
+		while (*p != '\0' && !isspace((unsigned char) *p))
+			p++;
+		ends[count++] = p;
+	}
+	if (count < 5)
+		dynbgw_schedule_error(expr, -1, 0,
+							  psprintf("It has %d field%s; five or six are needed",
+									   count, count == 1 ? "" : "s"));
+
+	/* Five fields: no seconds field, the second is 0. */
+	first = 6 - count;
+	sets[0] = UINT64CONST(1);
+	stars[0] = false;
+	for (int i = 0; i < count; i++)
+		stars[first + i] = dynbgw_parse_field(expr, first + i, starts[i],
+											  ends[i], &sets[first + i]);
+
+	schedule->seconds = sets[0];
+	schedule->minutes = sets[1];
+	schedule->hours = (uint32) sets[2];
+	schedule->days = (uint32) sets[3];
+	schedule->months = (uint16) sets[4];
+	/* 7 is Sunday too */
+	schedule->weekdays = (uint8) ((sets[5] | (sets[5] >> 7)) & 0x7f);
+	schedule->days_restricted = !stars[3];
+	schedule->weekdays_restricted = !stars[5];
+}
+
+static bool
+dynbgw_day_matches(const DynbgwSchedule *s, int year, int month, int day)
+{
+	bool		dom = (s->days & (UINT64CONST(1) << day)) != 0;
+	bool		dow = (s->weekdays &
+					   (1 << j2day(date2j(year, month, day)))) != 0;
+
+	if (s->days_restricted && s->weekdays_restricted)
+		return dom || dow;
+	return dom && dow;
+}
+
+/*
+ * The first local wall-clock time at or after tm that the schedule
+ * matches, in tm.  False if none within the horizon.
+ */
+static bool
+dynbgw_next_local(const DynbgwSchedule *s, struct pg_tm *tm)
+{
+	int			last_year = tm->tm_year + DYNBGW_SCHEDULE_HORIZON_YEARS;
+
+	while (tm->tm_year <= last_year)
+	{
+		if (!(s->months & (1 << tm->tm_mon)))
+		{
+			tm->tm_mday = 1;
+			tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+			if (++tm->tm_mon > MONTHS_PER_YEAR)
+			{
+				tm->tm_mon = 1;
+				tm->tm_year++;
+			}
+			continue;
+		}
+		if (tm->tm_mday > day_tab[isleap(tm->tm_year)][tm->tm_mon - 1] ||
+			!dynbgw_day_matches(s, tm->tm_year, tm->tm_mon, tm->tm_mday))
+		{
+			tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+			if (++tm->tm_mday > day_tab[isleap(tm->tm_year)][tm->tm_mon - 1])
+			{
+				tm->tm_mday = 1;
+				if (++tm->tm_mon > MONTHS_PER_YEAR)
+				{
+					tm->tm_mon = 1;
+					tm->tm_year++;
+				}
+			}
+			continue;
+		}
+		if (!(s->hours & (UINT64CONST(1) << tm->tm_hour)))
+		{
+			tm->tm_min = tm->tm_sec = 0;
+			if (++tm->tm_hour == HOURS_PER_DAY)
+			{
+				tm->tm_hour = 0;
+				tm->tm_mday++;
+			}
+			continue;
+		}
+		if (!(s->minutes & (UINT64CONST(1) << tm->tm_min)))
+		{
+			tm->tm_sec = 0;
+			if (++tm->tm_min == MINS_PER_HOUR)
+			{
+				tm->tm_min = 0;
+				tm->tm_hour++;
+				if (tm->tm_hour == HOURS_PER_DAY)
+				{
+					tm->tm_hour = 0;
+					tm->tm_mday++;
+				}
+			}
+			continue;
+		}
+		if (!(s->seconds & (UINT64CONST(1) << tm->tm_sec)))
+		{
+			if (++tm->tm_sec == SECS_PER_MINUTE)
+			{
+				tm->tm_sec = 0;
+				tm->tm_min++;
+				if (tm->tm_min == MINS_PER_HOUR)
+				{
+					tm->tm_min = 0;
+					tm->tm_hour++;
+					if (tm->tm_hour == HOURS_PER_DAY)
+					{
+						tm->tm_hour = 0;
+						tm->tm_mday++;
+					}
+				}
+			}
+			continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Seconds east of UTC in zone tz at instant t. */
+static int
+dynbgw_gmtoff(TimestampTz t, pg_tz *tz)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+
+	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return -tzoff;
+}
+
+/*
+ * The first instant after "after" at which the local time in tz is the
+ * wall-clock time local (a timestamp without time zone), or, if that time
+ * does not exist, the first instant after the gap; 0 if that is no later
+ * than "after".
+ */
+static TimestampTz
+dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after)
+{
+	/* The offsets in force a day around cover any change of offset. */
+	int			off_before = dynbgw_gmtoff(local - USECS_PER_DAY, tz);
+	int			off_after = dynbgw_gmtoff(local + USECS_PER_DAY, tz);
+	TimestampTz candidates[2];
+	TimestampTz lo;
+	TimestampTz hi;
+
+	/* The earlier instant first: the larger offset east. */
+	candidates[0] = local - (TimestampTz) Max(off_before, off_after) * USECS_PER_SEC;
+	candidates[1] = local - (TimestampTz) Min(off_before, off_after) * USECS_PER_SEC;
+	for (int i = 0; i < 2; i++)
+	{
+		if (candidates[i] + (TimestampTz) dynbgw_gmtoff(candidates[i], tz) *
+			USECS_PER_SEC == local)
+			return candidates[i] > after ? candidates[i] : 0;
+	}
+
+	/*
+	 * In a gap: the change of offset happened between the two candidates.
+	 * Find its instant, to the second.
+	 */
+	lo = candidates[0];
+	hi = candidates[1];
+	while (hi - lo > USECS_PER_SEC)
+	{
+		TimestampTz mid = lo + (hi - lo) / 2;
+
+		if (dynbgw_gmtoff(mid, tz) == off_before)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	hi -= hi % USECS_PER_SEC;
+	return hi > after ? hi : 0;
+}
+
+/*
+ * The first instant after "after" at which the schedule is due in tz, or
+ * DT_NOEND if it never is.
+ */
+TimestampTz
+dynbgw_schedule_next(const DynbgwSchedule *s, pg_tz *tz, TimestampTz after)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	Timestamp	local;
+	TimestampTz next = 0;
+
+	/* The local time of the next whole second. */
+	if (timestamp2tm(after - after % USECS_PER_SEC + USECS_PER_SEC,
+					 &tzoff, &tm, &fsec, NULL, tz) != 0 ||
+		tm2timestamp(&tm, 0, NULL, &local) != 0)
+		return DT_NOEND;
+
+	/*
+	 * Local times repeat when the clocks go back: one that matches may have
+	 * had its instant already, then the search goes on after it.
+	 */
+	while (next == 0)
+	{
+		if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+			!dynbgw_next_local(s, &tm) ||
+			tm2timestamp(&tm, 0, NULL, &local) != 0)
+			return DT_NOEND;
+		next = dynbgw_local_to_instant(local, tz, after);
+		local += USECS_PER_SEC;
+	}
+	return next;
+}
+
+/*
+ * A time zone argument: a name PostgreSQL knows, or the session's TimeZone
+ * when NULL.  Returns the zone; its canonical name goes to name.
+ */
+pg_tz *
+dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno, char *name)
+{
+	pg_tz	   *tz = session_timezone;
+
+	if (!PG_ARGISNULL(argno))
+	{
+		char	   *tzname = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+		tz = pg_tzset(tzname);
+		if (tz == NULL || !pg_tz_acceptable(tz))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" not recognized", tzname),
+					 errhint("Use a name from pg_timezone_names.")));
+	}
+	strlcpy(name, pg_get_timezone_name(tz), DYNBGW_MAX_TIMEZONE);
+	return tz;
+}
+
+/*
+ * dynbgw_next_runs(schedule, timezone, from, count) returns setof timestamptz
+ *
+ * The next count times at which schedule is due in timezone after from: to
+ * check an expression before launching a worker with it.
+ */
+Datum
+dynbgw_next_runs(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwSchedule schedule;
+	char		tzname[DYNBGW_MAX_TIMEZONE];
+	pg_tz	   *tz;
+	TimestampTz t;
+	int			count;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("schedule, from and count must not be null")));
+	dynbgw_schedule_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)), &schedule);
+	tz = dynbgw_timezone_arg(fcinfo, 1, tzname);
+	t = PG_GETARG_TIMESTAMPTZ(2);
+	count = PG_GETARG_INT32(3);
+	if (count < 0 || count > 100000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("count must be between 0 and 100000")));
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	for (int i = 0; i < count; i++)
+	{
+		Datum		value;
+		bool		isnull = false;
+
+		t = dynbgw_schedule_next(&schedule, tz, t);
+		if (t == DT_NOEND)
+			break;
+		value = TimestampTzGetDatum(t);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value,
+							 &isnull);
+	}
+	return (Datum) 0;
+}
