@@ -280,6 +280,52 @@ dynbgw_day_matches(const DynbgwSchedule *s, int year, int month, int day)
 }
 
 /*
+ * Move tm to the start of the next month, day, hour, minute or second.  A
+ * day past the end of its month is moved on by dynbgw_next_local().
+ */
+static void
+dynbgw_next_month(struct pg_tm *tm)
+{
+	tm->tm_mday = 1;
+	tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+	if (++tm->tm_mon > MONTHS_PER_YEAR)
+	{
+		tm->tm_mon = 1;
+		tm->tm_year++;
+	}
+}
+
+static void
+dynbgw_next_day(struct pg_tm *tm)
+{
+	tm->tm_mday++;
+	tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+}
+
+static void
+dynbgw_next_hour(struct pg_tm *tm)
+{
+	tm->tm_min = tm->tm_sec = 0;
+	if (++tm->tm_hour == HOURS_PER_DAY)
+		dynbgw_next_day(tm);
+}
+
+static void
+dynbgw_next_minute(struct pg_tm *tm)
+{
+	tm->tm_sec = 0;
+	if (++tm->tm_min == MINS_PER_HOUR)
+		dynbgw_next_hour(tm);
+}
+
+static void
+dynbgw_next_second(struct pg_tm *tm)
+{
+	if (++tm->tm_sec == SECS_PER_MINUTE)
+		dynbgw_next_minute(tm);
+}
+
+/*
  * The first local wall-clock time at or after tm that the schedule
  * matches, in tm.  False if none within the horizon.
  */
@@ -290,77 +336,19 @@ dynbgw_next_local(const DynbgwSchedule *s, struct pg_tm *tm)
 
 	while (tm->tm_year <= last_year)
 	{
-		if (!(s->months & (1 << tm->tm_mon)))
-		{
-			tm->tm_mday = 1;
-			tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
-			if (++tm->tm_mon > MONTHS_PER_YEAR)
-			{
-				tm->tm_mon = 1;
-				tm->tm_year++;
-			}
-			continue;
-		}
-		if (tm->tm_mday > day_tab[isleap(tm->tm_year)][tm->tm_mon - 1] ||
-			!dynbgw_day_matches(s, tm->tm_year, tm->tm_mon, tm->tm_mday))
-		{
-			tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
-			if (++tm->tm_mday > day_tab[isleap(tm->tm_year)][tm->tm_mon - 1])
-			{
-				tm->tm_mday = 1;
-				if (++tm->tm_mon > MONTHS_PER_YEAR)
-				{
-					tm->tm_mon = 1;
-					tm->tm_year++;
-				}
-			}
-			continue;
-		}
-		if (!(s->hours & (UINT64CONST(1) << tm->tm_hour)))
-		{
-			tm->tm_min = tm->tm_sec = 0;
-			if (++tm->tm_hour == HOURS_PER_DAY)
-			{
-				tm->tm_hour = 0;
-				tm->tm_mday++;
-			}
-			continue;
-		}
-		if (!(s->minutes & (UINT64CONST(1) << tm->tm_min)))
-		{
-			tm->tm_sec = 0;
-			if (++tm->tm_min == MINS_PER_HOUR)
-			{
-				tm->tm_min = 0;
-				tm->tm_hour++;
-				if (tm->tm_hour == HOURS_PER_DAY)
-				{
-					tm->tm_hour = 0;
-					tm->tm_mday++;
-				}
-			}
-			continue;
-		}
-		if (!(s->seconds & (UINT64CONST(1) << tm->tm_sec)))
-		{
-			if (++tm->tm_sec == SECS_PER_MINUTE)
-			{
-				tm->tm_sec = 0;
-				tm->tm_min++;
-				if (tm->tm_min == MINS_PER_HOUR)
-				{
-					tm->tm_min = 0;
-					tm->tm_hour++;
-					if (tm->tm_hour == HOURS_PER_DAY)
-					{
-						tm->tm_hour = 0;
-						tm->tm_mday++;
-					}
-				}
-			}
-			continue;
-		}
-		return true;
+		if (!(s->months & (1 << tm->tm_mon)) ||
+			tm->tm_mday > day_tab[isleap(tm->tm_year)][tm->tm_mon - 1])
+			dynbgw_next_month(tm);
+		else if (!dynbgw_day_matches(s, tm->tm_year, tm->tm_mon, tm->tm_mday))
+			dynbgw_next_day(tm);
+		else if (!(s->hours & (UINT64CONST(1) << tm->tm_hour)))
+			dynbgw_next_hour(tm);
+		else if (!(s->minutes & (UINT64CONST(1) << tm->tm_min)))
+			dynbgw_next_minute(tm);
+		else if (!(s->seconds & (UINT64CONST(1) << tm->tm_sec)))
+			dynbgw_next_second(tm);
+		else
+			return true;
 	}
 	return false;
 }

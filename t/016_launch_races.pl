@@ -155,19 +155,6 @@ sub launch_result
 	return ($bg->{stdout}, $bg->{stderr});
 }
 
-# End a background psql whose backend may already be gone.
-sub bg_end
-{
-	my ($bg) = @_;
-	eval {
-		$bg->{run}->pump_nb() if $bg->{run}->pumpable();
-		$bg->{stdin} .= "\\q\n" if $bg->{run}->pumpable();
-		$bg->{run}->finish;
-	};
-	eval { $bg->{run}->kill_kill; };
-	return;
-}
-
 # The saved definitions in the data directory: file names, sorted.
 sub saved_files
 {

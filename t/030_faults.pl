@@ -42,19 +42,6 @@ sub bg_wait_stderr
 	return $bg->{stderr};
 }
 
-# End a background psql whose backend may already be gone.
-sub bg_end
-{
-	my ($bg) = @_;
-	eval {
-		$bg->{run}->pump_nb() if $bg->{run}->pumpable();
-		$bg->{stdin} .= "\\q\n" if $bg->{run}->pumpable();
-		$bg->{run}->finish;
-	};
-	eval { $bg->{run}->kill_kill; };
-	return;
-}
-
 # ---- the node ----
 
 my $node = new_node('faults', max_worker_processes => 16);

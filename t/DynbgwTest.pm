@@ -39,6 +39,7 @@ our @EXPORT = qw(
   process_gone
   launch_each_number
   log_is_clean
+  bg_end
 );
 
 # A started node named $name with dynbgw created in database postgres.
@@ -265,6 +266,19 @@ sub log_is_clean
 		slurp_file($node->logfile),
 		qr/WARNING|leaked|PANIC|TRAP|server process .* was terminated/,
 		$name // $node->name . ': no warnings, leaks or crashes in the log');
+}
+
+# End a background psql whose backend may already be gone.
+sub bg_end
+{
+	my ($bg) = @_;
+	eval {
+		$bg->{run}->pump_nb() if $bg->{run}->pumpable();
+		$bg->{stdin} .= "\\q\n" if $bg->{run}->pumpable();
+		$bg->{run}->finish;
+	};
+	eval { $bg->{run}->kill_kill; };
+	return;
 }
 
 1;
