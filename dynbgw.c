@@ -595,7 +595,7 @@ dynbgw_check_may_stop(int n, Oid roleoid, Oid launcher_roleoid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to stop dynbgw worker %d", n),
-				 errdetail("Only roles with the privileges of the worker's role or of \"pg_signal_backend\" may stop it.")));
+				 errdetail("Only the role that launched it and roles with the privileges of its role or of \"pg_signal_backend\" may stop it.")));
 }
 
 /*
@@ -744,7 +744,6 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot launch dynbgw workers during recovery"),
 				 errhint("Launch workers on the primary.")));
-	dynbgw_limits_prepare(&limits, def);
 
 	for (;;)
 	{
@@ -754,6 +753,8 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 		Oid			launcher_roleoid;
 		DynbgwLimit exceeded;
 
+		/* Counted anew at each try: sessions come and go, settings change. */
+		dynbgw_limits_prepare(&limits, def);
 		LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
 		if (slot->state == DYNBGW_FREE)
 		{

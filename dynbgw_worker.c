@@ -141,6 +141,29 @@ dynbgw_give_up(void)
 }
 
 /*
+ * Find this process's registration with the postmaster when the registry
+ * has no copy of it: after a crash-restart, which renumbers registrations.
+ * The postmaster gives each registration that survived the crash
+ * generation 0 (BackgroundWorkerShmemInit()), and a registration made
+ * since has a higher one; the one whose process is ours is ours.
+ */
+static bool
+dynbgw_find_own_handle(DynbgwHandle *handle)
+{
+	for (int i = 0; i < max_worker_processes; i++)
+	{
+		pid_t		pid;
+
+		handle->slot = i;
+		handle->generation = 0;
+		if (GetBackgroundWorkerPid((BackgroundWorkerHandle *) handle,
+								   &pid) == BGWH_STARTED && pid == MyProcPid)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Leave the registry.  A before_shmem_exit callback, because the registry's
  * segment is unmapped before on_shmem_exit callbacks run; the stopper waits
  * for the rest of the exit by watching the PID.  A worker that dies with a
@@ -157,6 +180,7 @@ dynbgw_worker_exit(int code, Datum arg)
 	bool		gave_up = false;
 	bool		forget = false;
 	bool		end_registration = false;
+	bool		have_handle = false;
 	bool		stopping = false;
 	int			failed_starts = 0;
 	DynbgwHandle handle;
@@ -215,7 +239,8 @@ dynbgw_worker_exit(int code, Datum arg)
 		}
 
 		/* Also while a stalled launcher has yet to decide: no restart. */
-		end_registration = restartable && !restart && my_slot->have_handle;
+		end_registration = restartable && !restart;
+		have_handle = my_slot->have_handle;
 		handle = my_slot->bgw_handle;
 	}
 	LWLockRelease(&reg->lock);
@@ -233,7 +258,7 @@ dynbgw_worker_exit(int code, Datum arg)
 						   failed_starts)));
 	if (forget)
 		dynbgw_forget_worker(my_number, my_generation);
-	if (end_registration)
+	if (end_registration && (have_handle || dynbgw_find_own_handle(&handle)))
 		TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
 	ConditionVariableBroadcast(&my_slot->state_cv);
 	if (launcher_latch)
@@ -319,7 +344,7 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
  * Before a worker is ready, at its launch and at every restart: its
  * authority still holds (a worker brought back after a crash-restart too),
  * and it fits its role's and database's connection limits as a new
- * connection would.  An error here ends the start with FATAL.
+ * connection would.  An error here ends the process with exit status 1.
  */
 static void
 dynbgw_check_start(const DynbgwDefinition *def)
@@ -348,7 +373,13 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 	Latch	   *launcher_latch;
+	DynbgwHandle handle;
+	bool		found_handle = false;
 	bool		stop;
+
+	/* Brought back by a crash-restart: give stoppers the handle again. */
+	if (!my_slot->have_handle && my_slot->launcher_latch == NULL)
+		found_handle = dynbgw_find_own_handle(&handle);
 
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	stop = my_slot->stop_requested;
@@ -357,6 +388,11 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 		my_slot->state = state;
 		my_slot->ready_pid = MyProcPid;
 		my_slot->next_run = next_run;
+	}
+	if (found_handle && !my_slot->have_handle)
+	{
+		my_slot->bgw_handle = handle;
+		my_slot->have_handle = true;
 	}
 	launcher_latch = my_slot->launcher_latch;
 	LWLockRelease(&reg->lock);

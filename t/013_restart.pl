@@ -283,7 +283,10 @@ my $pid7 = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'SET exit_on_error = on; SELECT 1/0',
 	                       naptime => '1 hour', restart => '1 s')});
 like($pid7, qr/^\d+$/, 'worker 7, failing at once, was launched');
-$node->wait_for_log(qr/dynbgw worker 7 will not be restarted/, $offset);
+# The last process says it gives up, then the postmaster logs its exit.
+$node->wait_for_log(
+	qr/dynbgw worker 7 will not be restarted.*background worker "dynbgw" \(PID \d+\) exited with exit code 1/s,
+	$offset);
 my $log7 = slurp_file($node->logfile, $offset);
 like(
 	$log7,

@@ -601,4 +601,37 @@ is($small->safe_psql('postgres', $bgworkers), '8', 'which takes the last process
 
 log_is_clean($small);
 $small->stop;
+
+###########################################################################
+# 9. A worker brought back by a crash-restart that gives up (here: its
+# authority is gone) ends its registration with the postmaster too, so it
+# gives its background worker process back at once.  A crash-restart
+# renumbers registrations, so the worker finds its own; before, it kept
+# the process until its restart delay (an hour here) had passed.
+###########################################################################
+
+my $crash = new_node('crash', max_worker_processes => 4,
+	conf => 'restart_after_crash = on');
+$crash->safe_psql('postgres', q{
+	CREATE ROLE alice LOGIN; GRANT dynbgw_user TO alice;
+	CREATE ROLE bob LOGIN; GRANT bob TO alice;});
+is(launcher_slots($crash), '1', 'the logical replication launcher takes 1 of 4 processes');
+like(as_role($crash, 'alice', q{SELECT dynbgw_launch(1, 'SELECT 1', naptime => '1 hour',
+                                                   role => 'bob', restart => '1 hour')}),
+	qr/^\d+$/, 'alice launches worker 1 as bob, restart 1 hour');
+my $victim = $crash->safe_psql('postgres', q{SELECT dynbgw_launch(2, naptime => '1 hour')});
+$crash->safe_psql('postgres', 'REVOKE bob FROM alice');
+my $crash_offset = -s $crash->logfile;
+kill('KILL', $victim);
+$crash->wait_for_log(qr/all server processes terminated; reinitializing/,
+	$crash_offset);
+ok($crash->poll_query_until('postgres', 'SELECT true'), 'the server is back');
+$crash->wait_for_log(qr/dynbgw worker 1 will not be restarted/, $crash_offset);
+registry_is($crash, [], 'worker 1 gave up after the crash-restart');
+for my $n (3 .. 5)
+{
+	like(as_role($crash, undef, "SELECT dynbgw_launch($n, naptime => '1 hour')"),
+		qr/^\d+$/, "worker $n launches: the 3 free processes are free indeed");
+}
+$crash->stop;
 done_testing();
