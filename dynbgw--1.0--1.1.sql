@@ -3,9 +3,9 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.1'" to load this file. \quit
 
--- dynbgw_launch gains run_timeout, and cron schedules in a time zone as
--- the other way to say when runs are due; naptime is NULL by default, which
--- means 10 seconds unless there is a schedule.
+-- dynbgw_launch gains run_timeout, cron schedules in a time zone as the
+-- other way to say when runs are due (naptime is NULL by default, which
+-- means 10 seconds unless there is a schedule), and persist.
 DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval);
 
 CREATE FUNCTION dynbgw_launch(n integer,
@@ -19,16 +19,17 @@ CREATE FUNCTION dynbgw_launch(n integer,
                               wait_for_slot interval DEFAULT '0',
                               run_timeout interval DEFAULT NULL,
                               schedule text DEFAULT NULL,
-                              timezone text DEFAULT NULL)
+                              timezone text DEFAULT NULL,
+                              persist boolean DEFAULT false)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'dynbgw_launch'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) IS
+COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean) IS
 'start worker n, running command every naptime or on a schedule; returns its PID once it is connected';
 
-REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text) TO dynbgw_user;
+REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean) TO dynbgw_user;
 
 -- dynbgw_workers gains last_result, schedule and timezone.
 DROP VIEW dynbgw_workers;
@@ -126,3 +127,57 @@ LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION dynbgw_next_runs(text, text, timestamptz, integer) IS
 'the next count times at which a cron schedule is due in timezone (default: the session''s) after from';
+
+-- Definitions that survive a restart and a dump.
+CREATE TABLE dynbgw_definitions (
+    n integer PRIMARY KEY CHECK (n > 0),
+    owner name NOT NULL DEFAULT current_user,
+    command text,
+    naptime interval,
+    schedule text,
+    timezone text,
+    database name NOT NULL,
+    role name NOT NULL,
+    runs bigint,
+    restart interval,
+    run_timeout interval,
+    saved_at timestamptz NOT NULL DEFAULT now());
+
+COMMENT ON TABLE dynbgw_definitions IS
+'dynbgw workers launched with persist => true, which dynbgw_restore() launches again';
+
+SELECT pg_catalog.pg_extension_config_dump('dynbgw_definitions', '');
+
+-- Each role sees and changes its own definitions only; superusers all.
+ALTER TABLE dynbgw_definitions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dynbgw_definitions_own ON dynbgw_definitions
+    USING (owner = current_user) WITH CHECK (owner = current_user);
+GRANT SELECT, INSERT, UPDATE, DELETE ON dynbgw_definitions TO dynbgw_user;
+
+CREATE FUNCTION dynbgw_restore(OUT n integer, OUT pid integer, OUT error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_restore'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_restore() IS
+'launch every saved definition of this database that is not running, each as its owner';
+
+REVOKE ALL ON FUNCTION dynbgw_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_restore() TO dynbgw_user;
+
+-- dynbgw_stop gains forget.
+DROP FUNCTION dynbgw_stop(integer, interval, integer);
+
+CREATE FUNCTION dynbgw_stop(pid integer DEFAULT NULL,
+                            timeout interval DEFAULT '10 seconds',
+                            n integer DEFAULT NULL,
+                            forget boolean DEFAULT false)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dynbgw_stop'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) IS
+'stop the dynbgw worker with this PID, or worker number n, and wait until it is gone; forget also deletes its saved definition';
+
+REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) TO dynbgw_user;

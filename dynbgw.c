@@ -112,7 +112,33 @@ _PG_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("dynbgw.restore_databases",
+							   "Databases in which dynbgw_restore() runs at every server start.",
+							   "A comma-separated list, read at every start.  Only "
+							   "when dynbgw is in shared_preload_libraries.",
+							   &dynbgw_restore_databases,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dynbgw");
+
+	/* Preloaded: restore saved definitions after every start. */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "dynbgw_restore_launcher_main",
+				BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "dynbgw restore launcher", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "dynbgw restore", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 /*
@@ -984,6 +1010,9 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 				 errmsg("naptime must be greater than 0 for a worker without a command"),
 				 errdetail("Such a worker only counts its wake-ups.")));
 
+	/* Saved first: a definition that cannot be saved is not launched. */
+	if (PG_NARGS() > 12 && !PG_ARGISNULL(12) && PG_GETARG_BOOL(12))
+		dynbgw_persist_save(fcinfo, n, def);
 	pid = dynbgw_start(n, def, if_running, wait_for_slot_us);
 	if (pid == 0)
 		PG_RETURN_NULL();
@@ -1112,6 +1141,9 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 	Oid			roleoid = InvalidOid;
 	Oid			launcher_roleoid = InvalidOid;
 
+	/* Version 1.0 of the SQL definition has no forget. */
+	bool		forget = PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+
 	if (!PG_ARGISNULL(2))
 	{
 		if (!PG_ARGISNULL(0))
@@ -1131,6 +1163,8 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 		{
 			ereport(NOTICE,
 					(errmsg("dynbgw worker %d is not running", n)));
+			if (forget)
+				dynbgw_persist_forget(fcinfo, n);
 			PG_RETURN_BOOL(false);
 		}
 	}
@@ -1188,6 +1222,8 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 				(errmsg("dynbgw worker %d did not stop within the timeout", n)));
 		PG_RETURN_BOOL(false);
 	}
+	if (forget)
+		dynbgw_persist_forget(fcinfo, n);
 	PG_RETURN_BOOL(true);
 }
 

@@ -354,6 +354,12 @@ extern TimestampTz dynbgw_schedule_next(const DynbgwSchedule *schedule,
 extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
 								  char *name);
 
+/* dynbgw_persist.c */
+extern char *dynbgw_restore_databases;
+extern void dynbgw_persist_save(FunctionCallInfo fcinfo, int n,
+								const DynbgwDefinition *def);
+extern void dynbgw_persist_forget(FunctionCallInfo fcinfo, int n);
+
 /* dynbgw_authority.c */
 extern int	dynbgw_reserved_worker_processes;
 extern bool dynbgw_authority_revoked;

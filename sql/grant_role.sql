@@ -16,7 +16,7 @@ CREATE DATABASE regress_dynbgw_second;
 \c regress_dynbgw_second
 CREATE EXTENSION dynbgw;
 SELECT has_function_privilege('regress_dynbgw_member',
-    'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text)',
+    'dynbgw_launch'::regproc,
     'EXECUTE') AS member_may_launch;
 \c contrib_regression
 DROP DATABASE regress_dynbgw_second;
@@ -46,6 +46,6 @@ SELECT count(*) AS extensions FROM pg_extension WHERE extname = 'dynbgw';
 -- A safe one, NOLOGIN with no attributes and no members, is used.
 CREATE EXTENSION dynbgw;
 SELECT has_function_privilege('dynbgw_user',
-    'dynbgw_stop(integer, interval, integer)', 'EXECUTE') AS grant_role_may_stop;
+    'dynbgw_stop'::regproc, 'EXECUTE') AS grant_role_may_stop;
 
 DROP ROLE regress_dynbgw_member, regress_dynbgw_admin;

@@ -1,0 +1,145 @@
+
+# Copyright (c) dynbgw authors
+
+# Definitions that survive a restart: dynbgw_launch(..., persist => true)
+# keeps them in the table dynbgw_definitions of the launching database,
+# dynbgw_restore() launches them again, each as its owner with the owner's
+# authority as it is now, and with dynbgw preloaded a worker does that at
+# every start and crash-restart.
+#
+# - Row security: each role sees and restores its own definitions only;
+#   superusers all of them.
+# - dynbgw_stop(..., forget => true) deletes a definition.
+# - pg_dump carries the definitions into another database.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $node = new_node('main');
+$node->safe_psql('postgres', q{
+	CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+	GRANT dynbgw_user TO alice, bob;
+	CREATE TABLE ticks (who name, at timestamptz DEFAULT now());
+	GRANT INSERT ON ticks TO alice, bob;});
+
+# $sql as $role (undef: the superuser); psql's stdout, stderr on failure.
+sub as_role
+{
+	my ($n, $role, $sql, $db) = @_;
+	my ($ret, $out, $err) = $n->psql($db // 'postgres', $sql,
+		extra_params => [ defined $role ? ('-U', $role) : () ]);
+	return $ret == 0 ? $out : "ERROR: $err";
+}
+
+###########################################################################
+# 1. Saving, and row security: alice and bob each persist a worker; each
+# sees only the own definition, a superuser sees both.
+###########################################################################
+
+like(as_role($node, 'alice', q{SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user)',
+                                                  naptime => '1 hour', persist => true)}),
+	qr/^\d+$/, 'alice launches worker 1 and persists it');
+like(as_role($node, 'bob', q{SELECT dynbgw_launch(2, 'INSERT INTO ticks VALUES (current_user)',
+                                                schedule => '0 3 * * *', timezone => 'Europe/Berlin',
+                                                persist => true)}),
+	qr/^\d+$/, 'bob launches worker 2 on a schedule and persists it');
+is(as_role($node, 'alice', 'SELECT n, owner, role FROM dynbgw_definitions ORDER BY n'),
+	'1|alice|alice', 'alice sees her own definition only');
+is(as_role($node, undef, 'SELECT n, owner, schedule, timezone FROM dynbgw_definitions ORDER BY n'),
+	"1|alice||\n2|bob|0 3 * * *|Europe/Berlin", 'a superuser sees both');
+like(as_role($node, 'alice', q{INSERT INTO dynbgw_definitions (n, owner, database, role)
+                              VALUES (5, 'bob', 'postgres', 'bob')}),
+	qr/new row violates row-level security policy/,
+	'alice cannot save a definition in bob\'s name');
+
+###########################################################################
+# 2. A clean restart ends the workers; dynbgw_restore() brings back what
+# its caller may see: alice's own, then, for a superuser, bob's too, as
+# bob.  A worker that runs is left alone.
+###########################################################################
+
+$node->restart;
+registry_is($node, [], 'no worker survives a clean restart');
+like(as_role($node, 'alice', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore()'),
+	qr/^1\|t\|$/, 'alice restores her worker 1');
+is(as_role($node, undef, 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore() ORDER BY n'),
+	"1|t|\n2|t|", 'a superuser restores both; worker 1 was running already');
+is($node->safe_psql('postgres', 'SELECT n, role, schedule, timezone FROM dynbgw_workers ORDER BY n'),
+	"1|alice||\n2|bob|0 3 * * *|Europe/Berlin", 'each as its owner, with its definition');
+registry_is($node, [ 1, 2 ], 'after the restore');
+
+###########################################################################
+# 3. Authority as of now: after REVOKE dynbgw_user FROM alice, her
+# definition is not launched again, with the reason in the error column;
+# the other one is.  forget deletes a definition.
+###########################################################################
+
+$node->safe_psql('postgres', 'REVOKE dynbgw_user FROM alice');
+$node->restart;
+like(as_role($node, undef, 'SELECT n, pid IS NULL, error FROM dynbgw_restore() ORDER BY n'),
+	qr/^1\|t\|permission denied for function dynbgw_launch\n2\|f\|$/,
+	'alice may no longer launch: her definition is not restored, bob\'s is');
+$node->safe_psql('postgres', 'GRANT dynbgw_user TO alice');
+is(as_role($node, 'bob', 'SELECT dynbgw_stop(n => 2, forget => true)'),
+	't', 'bob stops worker 2 and forgets it');
+is(as_role($node, undef, 'SELECT string_agg(n::text, \',\') FROM dynbgw_definitions'),
+	'1', 'only alice\'s definition is left');
+
+###########################################################################
+# 4. pg_dump carries the definitions: a dump restored into a new database
+# has them, and dynbgw_restore() there launches them.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE copy');
+my ($stdout, $stderr);
+IPC::Run::run([ 'pg_dump', '-d', $node->connstr('postgres') ],
+	'|', [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('copy') ],
+	'>', \$stdout, '2>', \$stderr)
+  or diag $stderr;
+is($node->safe_psql('copy', 'SELECT n, owner, command FROM dynbgw_definitions'),
+	"1|alice|INSERT INTO ticks VALUES (current_user)", 'the dump carried the definition');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
+like($node->safe_psql('copy', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore()'),
+	qr/^1\|t\|$/, 'dynbgw_restore() in the copy launches it');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
+log_is_clean($node);
+$node->stop;
+
+###########################################################################
+# 5. Preloaded, with dynbgw.restore_databases: the definitions come back by
+# themselves after a restart and after a crash-restart.
+###########################################################################
+
+my $pre = PostgreSQL::Test::Cluster->new('preload');
+$pre->init;
+$pre->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'dynbgw'
+dynbgw.restore_databases = 'postgres'
+restart_after_crash = on
+max_worker_processes = 16});
+$pre->start;
+$pre->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
+like($pre->safe_psql('postgres',
+		q{SELECT dynbgw_launch(3, 'SELECT 1', naptime => '1 hour', persist => true)}),
+	qr/^\d+$/, 'worker 3 launched and persisted on a preloaded server');
+$pre->restart;
+ok($pre->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM dynbgw_workers WHERE n = 3 AND pid IS NOT NULL"),
+	'worker 3 is back after a restart, by itself');
+my $victim = $pre->safe_psql('postgres', "SELECT dynbgw_launch(4, naptime => '1 hour')");
+my $offset = -s $pre->logfile;
+kill('KILL', $victim);
+$pre->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+ok($pre->poll_query_until('postgres',
+		"SELECT string_agg(n::text, ',') = '3' FROM dynbgw_workers WHERE pid IS NOT NULL"),
+	'worker 3 is back after a crash-restart, worker 4 (not persisted) is not');
+$pre->stop;
+
+done_testing();
