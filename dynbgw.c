@@ -683,6 +683,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	bool		have_handle;
 	Latch	   *launcher_latch;
 	int			pid;
+	int			kill_errno = 0;
 
 	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
 	if (slot->generation != generation || slot->state == DYNBGW_FREE)
@@ -699,10 +700,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 
 	/* No launcher waits for a worker to restart (see dynbgw_worker_exit). */
 	if (state == DYNBGW_RESTARTING)
-	{
 		dynbgw_slot_end(slot, DYNBGW_OUTCOME_STOPPED);
-		dynbgw_forget_worker(n, generation);
-	}
 
 	/*
 	 * Signal only while holding the lock: the worker cannot leave the
@@ -712,9 +710,17 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	{
 		slot->state = DYNBGW_STOPPING;
 		if (kill(pid, SIGTERM) != 0)
-			elog(WARNING, "could not send signal to process %d: %m", pid);
+			kill_errno = errno;
 	}
 	LWLockRelease(&dynbgw_reg->lock);
+
+	if (kill_errno != 0)
+	{
+		errno = kill_errno;
+		elog(WARNING, "could not send signal to process %d: %m", pid);
+	}
+	if (state == DYNBGW_RESTARTING)
+		dynbgw_forget_worker(n, generation);
 
 	/*
 	 * Free its background worker slot now rather than when a restart would
@@ -1232,6 +1238,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 #define DYNBGW_WORKERS_COLS 22
 #define DYNBGW_WAIT_COLS	9
 #define DYNBGW_RUNS_COLS	12
+#define DYNBGW_RUNS_CHUNK	1024	/* runs copied in one hold of the lock */
 
 /*
  * Whether the current user may see all of what a worker of this role
@@ -1431,7 +1438,8 @@ dynbgw_wait(PG_FUNCTION_ARGS)
 		ended = slot->state == DYNBGW_FREE ||
 			(slot->ended.generation >= waited && slot->ended.generation != 0);
 		if (ended)
-			state = slot->ended;
+			state = waited != 0 && slot->ended_before.generation == waited ?
+				slot->ended_before : slot->ended;
 		else
 		{
 			/* Still running: how far it got. */
@@ -1501,30 +1509,48 @@ dynbgw_runs(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwRun  *copy;
+	bool	   *copied;
 	uint64		first;
 	int			count;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (reg->history_size == 0)
-		return (Datum) 0;
-
-	/* Copy the ring under the lock, oldest first; names come after. */
-	copy = palloc(sizeof(DynbgwRun) * reg->history_size);
 	LWLockAcquire(&reg->lock, LW_SHARED);
 	count = (int) Min(reg->runs_recorded, (uint64) reg->history_size);
 	first = reg->runs_recorded - count;
-	for (int i = 0; i < count; i++)
-		copy[i] = dynbgw_history(reg)[(first + i) % reg->history_size];
 	LWLockRelease(&reg->lock);
+
+	/*
+	 * Copy the ring oldest first, a chunk a hold of the lock, so that a
+	 * large history does not keep the workers from their bookkeeping; a run
+	 * overwritten meanwhile is left out.  Names are looked up afterwards.
+	 */
+	copy = palloc(sizeof(DynbgwRun) * Max(count, 1));
+	copied = palloc0(sizeof(bool) * Max(count, 1));
+	for (int start = 0; start < count; start += DYNBGW_RUNS_CHUNK)
+	{
+		LWLockAcquire(&reg->lock, LW_SHARED);
+		for (int i = start; i < Min(count, start + DYNBGW_RUNS_CHUNK); i++)
+		{
+			if (reg->runs_recorded - (first + i) > (uint64) reg->history_size)
+				continue;
+			copy[i] = dynbgw_history(reg)[(first + i) % reg->history_size];
+			copied[i] = true;
+		}
+		LWLockRelease(&reg->lock);
+	}
 
 	for (int i = 0; i < count; i++)
 	{
 		DynbgwRun  *run = &copy[i];
 		Datum		values[DYNBGW_RUNS_COLS];
 		bool		nulls[DYNBGW_RUNS_COLS];
-		char	   *rolename = GetUserNameFromId(run->roleoid, true);
-		char	   *dbname = get_database_name(run->dboid);
+		char	   *rolename;
+		char	   *dbname;
 
+		if (!copied[i])
+			continue;
+		rolename = GetUserNameFromId(run->roleoid, true);
+		dbname = get_database_name(run->dboid);
 		memset(nulls, true, sizeof(nulls));
 		values[0] = Int32GetDatum(run->n);
 		values[1] = Int64GetDatum((int64) run->launch);

@@ -42,8 +42,12 @@
 /* A run's result, a command tag with its row count: "DELETE 1234". */
 #define DYNBGW_MAX_RESULT		64
 
-/* How far ahead a schedule's next time is looked for. */
-#define DYNBGW_SCHEDULE_HORIZON_YEARS	8
+/*
+ * How far ahead a schedule's next time is looked for: the Gregorian
+ * calendar repeats itself, weekdays and leap days included, every 400
+ * years.
+ */
+#define DYNBGW_SCHEDULE_HORIZON_YEARS	400
 
 /* Longest cron expression, and time zone name, terminator included. */
 #define DYNBGW_MAX_SCHEDULE		128
@@ -214,8 +218,12 @@ typedef struct DynbgwSlot
 	bool		last_run_failed;
 	char		last_result[DYNBGW_MAX_RESULT];
 
-	/* Written whenever a launch of this number ends. */
+	/*
+	 * Written whenever a launch of this number ends, the one before kept
+	 * too, for a waiter that a quick relaunch and end left behind.
+	 */
 	DynbgwEnding ended;
+	DynbgwEnding ended_before;
 
 	/*
 	 * Broadcast when the worker becomes ready and when it is gone, and when a

@@ -44,13 +44,19 @@ int			dynbgw_reserved_worker_processes = 2;
 /* Set just before the error that says this worker's authority is gone. */
 bool		dynbgw_authority_revoked = false;
 
-/* No catalog change the check depends on has come since it last passed. */
+/*
+ * The check passed, and no catalog change it depends on has come since:
+ * authority_changes counts those changes, and a check counts as passed
+ * only if none came while it ran.
+ */
 static bool authority_verified = false;
+static uint64 authority_changes = 0;
 
 static void
 dynbgw_authority_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
 	authority_verified = false;
+	authority_changes++;
 }
 
 /*
@@ -73,7 +79,6 @@ dynbgw_authority_record(DynbgwDefinition *def, Oid launch_funcoid)
 static void
 dynbgw_authority_gone(int n, int code, const char *detail)
 {
-	authority_verified = false;
 	dynbgw_authority_revoked = true;
 	ereport(ERROR,
 			(errcode(code),
@@ -92,7 +97,8 @@ dynbgw_authority_gone(int n, int code, const char *detail)
  * - The launcher still has the right to launch: it is a superuser, or, if
  *   the right came from dynbgw_user, still has its privileges; a right
  *   granted directly (EXECUTE on dynbgw_launch) is checked when the worker
- *   is in the database it was launched from, where that function is.
+ *   is in the database it was launched from, where that function is (gone
+ *   with the function, when an upgrade made it anew).
  * - The role still has CONNECT on the database (and, before PostgreSQL 17,
  *   LOGIN), as a new connection would need.
  */
@@ -100,6 +106,7 @@ void
 dynbgw_authority_check(const DynbgwDefinition *def, int n)
 {
 	static bool callbacks_registered = false;
+	uint64		changes_before = authority_changes;
 	HeapTuple	tuple;
 	bool		role_is_superuser;
 	bool		can_login;
@@ -117,12 +124,6 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 		CacheRegisterSyscacheCallback(PROCOID, dynbgw_authority_invalidate, 0);
 		callbacks_registered = true;
 	}
-
-	/*
-	 * Set first: the lookups below may take in invalidations, which must
-	 * count for the next check.
-	 */
-	authority_verified = true;
 
 	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(def->roleoid));
 	if (!HeapTupleIsValid(tuple))
@@ -162,10 +163,10 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 				has_privs_of_role(def->launcher_roleoid, grant_role);
 		}
 		else if (MyDatabaseId == def->launch_dboid)
-			may_launch = object_aclcheck(ProcedureRelationId,
-										 def->launch_funcoid,
-										 def->launcher_roleoid,
-										 ACL_EXECUTE) == ACLCHECK_OK;
+			may_launch = SearchSysCacheExists1(PROCOID,
+											   ObjectIdGetDatum(def->launch_funcoid)) &&
+				object_aclcheck(ProcedureRelationId, def->launch_funcoid,
+								def->launcher_roleoid, ACL_EXECUTE) == ACLCHECK_OK;
 		if (!may_launch)
 			dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
 								  "The role that launched it may no longer launch workers.");
@@ -178,6 +179,9 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 	if (!can_login && !DYNBGW_NOLOGIN_WORKERS)
 		dynbgw_authority_gone(n, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
 							  "Its role may no longer log in.");
+
+	/* Passed; good until a change comes, unless one came meanwhile. */
+	authority_verified = authority_changes == changes_before;
 }
 
 /*

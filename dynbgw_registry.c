@@ -416,6 +416,7 @@ dynbgw_slot_end(DynbgwSlot *slot, DynbgwOutcome outcome)
 {
 	DynbgwEnding *ended = &slot->ended;
 
+	slot->ended_before = slot->ended;
 	slot->state = DYNBGW_FREE;
 	ended->generation = slot->generation;
 	ended->outcome = outcome;

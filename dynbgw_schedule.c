@@ -217,6 +217,9 @@ dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule)
 	{
 		size_t		len = strcspn(text, " \t\n");
 
+		if (strspn(text + len, " \t\n") != strlen(text + len))
+			dynbgw_schedule_error(expr, -1, 0,
+								  "Nothing may follow an @ keyword");
 		for (size_t i = 0; i < lengthof(macros); i++)
 		{
 			if (strlen(macros[i].macro) == len &&
@@ -368,14 +371,22 @@ dynbgw_gmtoff(TimestampTz t, pg_tz *tz)
 	return -tzoff;
 }
 
-/*
- * The first instant after "after" at which the local time in tz is the
- * wall-clock time local (a timestamp without time zone), or, if that time
- * does not exist, the first instant after the gap; 0 if that is no later
- * than "after".
- */
+/* t rounded down to a whole second, before 2000 too. */
 static TimestampTz
-dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after)
+dynbgw_floor_second(TimestampTz t)
+{
+	return t - ((t % USECS_PER_SEC) + USECS_PER_SEC) % USECS_PER_SEC;
+}
+
+/*
+ * The first instant at which the local time in tz is the wall-clock time
+ * local (a timestamp without time zone), or, if that time does not exist,
+ * the first instant after the gap, into *instant.  False if that is no
+ * later than "after".
+ */
+static bool
+dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after,
+						TimestampTz *instant)
 {
 	/* The offsets in force a day around cover any change of offset. */
 	int			off_before = dynbgw_gmtoff(local - USECS_PER_DAY, tz);
@@ -391,7 +402,10 @@ dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after)
 	{
 		if (candidates[i] + (TimestampTz) dynbgw_gmtoff(candidates[i], tz) *
 			USECS_PER_SEC == local)
-			return candidates[i] > after ? candidates[i] : 0;
+		{
+			*instant = candidates[i];
+			return *instant > after;
+		}
 	}
 
 	/*
@@ -409,8 +423,8 @@ dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after)
 		else
 			hi = mid;
 	}
-	hi -= hi % USECS_PER_SEC;
-	return hi > after ? hi : 0;
+	*instant = dynbgw_floor_second(hi);
+	return *instant > after;
 }
 
 /*
@@ -424,10 +438,11 @@ dynbgw_schedule_next(const DynbgwSchedule *s, pg_tz *tz, TimestampTz after)
 	fsec_t		fsec;
 	int			tzoff;
 	Timestamp	local;
-	TimestampTz next = 0;
+	TimestampTz next;
 
 	/* The local time of the next whole second. */
-	if (timestamp2tm(after - after % USECS_PER_SEC + USECS_PER_SEC,
+	if (TIMESTAMP_NOT_FINITE(after) ||
+		timestamp2tm(dynbgw_floor_second(after) + USECS_PER_SEC,
 					 &tzoff, &tm, &fsec, NULL, tz) != 0 ||
 		tm2timestamp(&tm, 0, NULL, &local) != 0)
 		return DT_NOEND;
@@ -436,16 +451,16 @@ dynbgw_schedule_next(const DynbgwSchedule *s, pg_tz *tz, TimestampTz after)
 	 * Local times repeat when the clocks go back: one that matches may have
 	 * had its instant already, then the search goes on after it.
 	 */
-	while (next == 0)
+	for (;;)
 	{
 		if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0 ||
 			!dynbgw_next_local(s, &tm) ||
 			tm2timestamp(&tm, 0, NULL, &local) != 0)
 			return DT_NOEND;
-		next = dynbgw_local_to_instant(local, tz, after);
+		if (dynbgw_local_to_instant(local, tz, after, &next))
+			return next;
 		local += USECS_PER_SEC;
 	}
-	return next;
 }
 
 /*
@@ -495,6 +510,10 @@ dynbgw_next_runs(PG_FUNCTION_ARGS)
 	dynbgw_schedule_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)), &schedule);
 	tz = dynbgw_timezone_arg(fcinfo, 1, tzname);
 	t = PG_GETARG_TIMESTAMPTZ(2);
+	if (TIMESTAMP_NOT_FINITE(t))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("from must be a finite timestamp")));
 	count = PG_GETARG_INT32(3);
 	if (count < 0 || count > 100000)
 		ereport(ERROR,

@@ -590,6 +590,10 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 		edata = CopyErrorData();
 		FlushErrorState();
 		dynbgw_command_recover();
+		/* The abort left us in TopMemoryContext. */
+		MemoryContextSwitchTo(run_context);
+		if (edata->message == NULL)
+			edata->message = pstrdup("missing error text");
 	}
 	PG_END_TRY();
 	in_run = false;

@@ -85,6 +85,14 @@ SELECT dynbgw_next_runs(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_next_runs('* * * * *', count => -1);
 \echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_next_runs('@daily 5 4 3 2 1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_next_runs('* * * * *', 'UTC', 'infinity');
+\echo :LAST_ERROR_SQLSTATE
+-- Before 2000 as after, and across its first instant.
+SELECT dynbgw_next_runs('* * * * * *', 'UTC', '1999-12-31 23:59:58.5+00', 2);
+-- 29 February on a Sunday: every 28 years, searched up to 400 ahead.
+SELECT dynbgw_next_runs('0 0 29 2 */7', 'UTC', '2033-01-01 00:00:00+00', 2);
 -- A schedule that is never due has no next times.
 SELECT count(*) FROM dynbgw_next_runs('0 0 30 2 *', 'UTC', now(), 5);
 

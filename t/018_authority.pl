@@ -603,6 +603,34 @@ log_is_clean($small);
 $small->stop;
 
 ###########################################################################
+# 10. A right granted directly (EXECUTE on dynbgw_launch, not dynbgw_user)
+# in a database whose extension is then upgraded: the upgrade makes
+# dynbgw_launch anew, and the grant is gone with the old function, so the
+# worker ends at its next run.  Before, the check failed with "function
+# with OID ... does not exist", one run failed, and the runs after went on
+# unchecked for good.
+###########################################################################
+
+my $up = new_node('upgrade');
+$up->safe_psql('postgres', q{
+	CREATE ROLE carol LOGIN;
+	CREATE DATABASE old;});
+$up->safe_psql('old', q{
+	CREATE EXTENSION dynbgw VERSION '1.0';
+	GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name,
+	                                        bigint, interval, text, interval) TO carol;
+	CREATE TABLE t (i int); GRANT INSERT ON t TO carol;});
+like(as_role($up, 'carol', q{SELECT dynbgw_launch(1, 'INSERT INTO t VALUES (1)', '200 ms')}, 'old'),
+	qr/^\d+$/, 'carol, with EXECUTE granted directly, launches worker 1 in a 1.0 database');
+my $up_offset = -s $up->logfile;
+$up->safe_psql('old', 'ALTER EXTENSION dynbgw UPDATE');
+$up->wait_for_log(qr/dynbgw worker 1 ends for good/, $up_offset);
+pass('after the upgrade, worker 1 ends for good');
+ok($up->poll_query_until('postgres', 'SELECT count(*) = 0 FROM dynbgw_workers'),
+	'it left the registry');
+$up->stop;
+
+###########################################################################
 # 9. A worker brought back by a crash-restart that gives up (here: its
 # authority is gone) ends its registration with the postmaster too, so it
 # gives its background worker process back at once.  A crash-restart

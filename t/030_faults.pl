@@ -321,11 +321,18 @@ my $small = new_node('small', max_worker_processes => 4);
 $small->safe_psql('postgres', 'CREATE EXTENSION pg_prewarm');
 
 # pg_prewarm starts its autoprewarm leader as a dynamic background worker,
-# without being preloaded.  A second start names the running one's PID.
+# without being preloaded.  A second start names the running one's PID
+# once the leader has said it runs; asked before, it starts another that
+# exits at once, so ask until the answer comes, within the usual timeout.
 $small->safe_psql('postgres', 'SELECT autoprewarm_start_worker()');
-($ret, $out, $err) =
-  $small->psql('postgres', 'SELECT autoprewarm_start_worker()');
-my ($apw_pid) = $err =~ /already running under PID (\d+)/;
+my $apw_pid;
+my $apw_deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while (!defined $apw_pid && time() < $apw_deadline)
+{
+	($ret, $out, $err) =
+	  $small->psql('postgres', 'SELECT autoprewarm_start_worker()');
+	($apw_pid) = $err =~ /already running under PID (\d+)/;
+}
 ok(defined $apw_pid && kill(0, $apw_pid),
 	'another extension\'s dynamic worker (autoprewarm leader) runs');
 
