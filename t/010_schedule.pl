@@ -7,7 +7,8 @@
 # "naptime after the previous run"), so starts must not drift however long
 # the worker lives.  A run that overruns its slot is followed at once by
 # exactly one more run: the starts it missed are skipped, not made up in a
-# burst.  With naptime 0 the runs follow each other back to back.
+# burst.  With naptime 0 the runs follow each other back to back.  A cron
+# schedule every second starts each run just after its second.
 #
 # Every run records clock_timestamp() into a table; the assertions are
 # computed from those timestamps in SQL.
@@ -172,6 +173,30 @@ note sprintf("naptime 0: 200 runs in %s ms (launch to gone: %.2f s)",
 	$span_ms, $wall);
 is($count, '200', 'exactly 200 runs were made');
 cmp_ok($span_ms, '<', 5000, '200 back-to-back runs took less than 5 s');
+
+###########################################################################
+# 4. A cron schedule every second: 5 runs, each starting just after its
+# whole second (the same 20 ms tolerance as above), in 5 consecutive
+# seconds, none skipped, none twice.  bench/run measures the precision on
+# a quiet machine.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE TABLE t4 (t timestamptz)');
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(4, 'INSERT INTO t4 VALUES (clock_timestamp())',
+	                       schedule => '* * * * * *', runs => 5)});
+ok(wait_until_finished($node, 4), 'every-second worker with runs => 5 finished');
+my ($runs4, $seconds4, $span4, $late4) = split /\|/,
+  $node->safe_psql(
+	'postgres', q{
+	SELECT count(*), count(DISTINCT date_trunc('second', t)),
+	       extract(epoch FROM max(date_trunc('second', t)) - min(date_trunc('second', t)))::int,
+	       round(max(extract(epoch FROM t - date_trunc('second', t)) * 1000)::numeric, 3)
+	FROM t4});
+note "every-second schedule: latest start $late4 ms after its second";
+is("$runs4|$seconds4|$span4", '5|5|4',
+	'5 runs, one in each of 5 consecutive seconds');
+cmp_ok($late4, '<', $tolerance_ms, 'each started within 20 ms of its second');
 
 $node->stop;
 done_testing();
