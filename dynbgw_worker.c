@@ -626,11 +626,15 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 
 /*
  * Sleep until the given time or a stop request.  The latch wait sleeps in
- * whole milliseconds; the last fraction is slept out so that runs start on
- * time.  Interrupts are served even when the next run is already due, as
- * with naptime 0: barriers (DROP DATABASE elsewhere waits for one) and
- * cancels must not wait for a pause in the schedule.
+ * whole milliseconds and the kernel may wake it a millisecond late, so it
+ * wakes DYNBGW_SPIN_US early and the rest is waited out on the clock: a run
+ * starts within a fraction of a millisecond of when it is due, at the cost
+ * of at most that much CPU a run.  Interrupts are served even when the next
+ * run is already due, as with naptime 0: barriers (DROP DATABASE elsewhere
+ * waits for one) and cancels must not wait for a pause in the schedule.
  */
+#define DYNBGW_SPIN_US	2000
+
 static void
 dynbgw_sleep_until(TimestampTz wake_at)
 {
@@ -650,14 +654,15 @@ dynbgw_sleep_until(TimestampTz wake_at)
 		remaining_us = wake_at - GetCurrentTimestamp();
 		if (remaining_us <= 0)
 			return;
-		if (remaining_us < 1000)
-			pg_usleep(remaining_us);
-		else
+		if (remaining_us > DYNBGW_SPIN_US)
+		{
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(remaining_us / 1000, 3600 * 1000L),
+							 Min((remaining_us - DYNBGW_SPIN_US) / 1000 + 1,
+								 3600 * 1000L),
 							 dynbgw_wait_event(DYNBGW_WAIT_NAP));
-		ResetLatch(MyLatch);
+			ResetLatch(MyLatch);
+		}
 	}
 }
 
