@@ -476,7 +476,7 @@ BEGIN
                    format('%s (%s late)', f(m(b || 'cpu_wait')), f(m(b || 'late_sum'))),
                    NULL, NULL, NULL);
 
-    RETURN NEXT md(format('cron schedule every second: start after its second, p50 ms (n=%s runs) vs a session sleeping with pg_sleep to each start',
+    RETURN NEXT md(format('cron schedule every second: run start (statement_timestamp) after its second, p50 ms (n=%s runs) vs a session sleeping with pg_sleep to each start',
                           cnt('cron_dynbgw')),
                    f(pct('cron_dynbgw', 0.5)), f(pct('cron_pg_sleep', 0.5)), NULL, NULL, NULL);
     RETURN NEXT md('cron schedule every second: start after its second, p99 ms',
