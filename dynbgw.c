@@ -537,8 +537,10 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		}
 		if (exited || (slot->pid == 0 && (status == BGWH_STOPPED || stopped)))
 		{
-			/* A worker that was ready and is already gone did start. */
-			/* ... and restarts, unless its registration is gone meanwhile. */
+			/*
+			 * A worker that was ready and is already gone did start, and
+			 * restarts if it wanted to, unless its registration is gone.
+			 */
 			restart = ready_pid != 0 && slot->restart_after_exit && !stopped &&
 				status != BGWH_STOPPED;
 			if (restart)

@@ -323,7 +323,8 @@ extern void dynbgw_record_run(const DynbgwSlot *slot, int n, int pid,
 							  TimestampTz started, TimestampTz finished,
 							  DynbgwRunStatus status, int error_code,
 							  const char *message);
-extern int	dynbgw_clip(char *dest, const char *message, int size);
+extern int	dynbgw_clip_length(const char *message, int size);
+extern void dynbgw_clip(char *dest, const char *message, int size);
 
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);

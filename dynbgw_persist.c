@@ -61,6 +61,14 @@ dynbgw_qualified(FunctionCallInfo fcinfo, const char *name)
 	return quote_qualified_identifier(get_namespace_name(schema), name);
 }
 
+/* dynbgw_launch's argument argno as a parameter of an SPI query. */
+static void
+dynbgw_arg_param(FunctionCallInfo fcinfo, int argno, Datum *value, char *null)
+{
+	*value = PG_ARGISNULL(argno) ? (Datum) 0 : PG_GETARG_DATUM(argno);
+	*null = PG_ARGISNULL(argno) ? 'n' : ' ';
+}
+
 /*
  * Save worker n's definition, as given to dynbgw_launch (fcinfo) and as
  * resolved (def), replacing an earlier one of the same owner.  Another
@@ -79,20 +87,15 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int32GetDatum(n);
-	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	dynbgw_arg_param(fcinfo, 1, &values[1], &nulls[1]);	/* command */
+	dynbgw_arg_param(fcinfo, 2, &values[2], &nulls[2]);	/* naptime */
 	values[3] = DirectFunctionCall1(namein,
 									CStringGetDatum(get_database_name(def->dboid)));
 	values[4] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(def->roleoid, false)));
-	values[5] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);
-	nulls[5] = PG_ARGISNULL(5) ? 'n' : ' ';
-	values[6] = PG_ARGISNULL(6) ? (Datum) 0 : PG_GETARG_DATUM(6);
-	nulls[6] = PG_ARGISNULL(6) ? 'n' : ' ';
-	values[7] = PG_ARGISNULL(9) ? (Datum) 0 : PG_GETARG_DATUM(9);
-	nulls[7] = PG_ARGISNULL(9) ? 'n' : ' ';
+	dynbgw_arg_param(fcinfo, 5, &values[5], &nulls[5]);	/* runs */
+	dynbgw_arg_param(fcinfo, 6, &values[6], &nulls[6]);	/* restart */
+	dynbgw_arg_param(fcinfo, 9, &values[7], &nulls[7]);	/* run_timeout */
 	values[8] = def->has_schedule ?
 		CStringGetTextDatum(def->schedule_text) : (Datum) 0;
 	nulls[8] = def->has_schedule ? ' ' : 'n';

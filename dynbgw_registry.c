@@ -379,17 +379,23 @@ dynbgw_set_error(DynbgwSlot *slot, int code, const char *message)
 }
 
 /*
- * Copy as much of a message as fits in size bytes, cut at a character
- * boundary of this database's encoding.  Returns the length copied.
+ * How much of a message fits in size bytes with its terminator, cut at a
+ * character boundary of this database's encoding.
  */
 int
+dynbgw_clip_length(const char *message, int size)
+{
+	return pg_mbcliplen(message, strlen(message), size - 1);
+}
+
+/* Copy as much of a message as fits in size bytes. */
+void
 dynbgw_clip(char *dest, const char *message, int size)
 {
-	int			len = pg_mbcliplen(message, strlen(message), size - 1);
+	int			len = dynbgw_clip_length(message, size);
 
 	memcpy(dest, message, len);
 	dest[len] = '\0';
-	return len;
 }
 
 /*

@@ -26,7 +26,6 @@
 
 /* the schedule and its runs */
 #include "access/xact.h"
-#include "mb/pg_wchar.h"
 #include "pgstat.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -500,13 +499,6 @@ dynbgw_timetable_advance(const DynbgwDefinition *def, DynbgwTimetable *tt,
 	}
 }
 
-/* How much of a message the log and the registry keep. */
-static int
-dynbgw_clipped_len(const char *message)
-{
-	return pg_mbcliplen(message, strlen(message), DYNBGW_MAX_ERROR - 1);
-}
-
 /*
  * Log a failed run, at most once a second: a command that fails at once,
  * run back to back, must not flood the log.  The lines left out are
@@ -529,10 +521,12 @@ dynbgw_log_failure(const ErrorData *edata, TimestampTz now)
 					(long long) failures_not_logged) :
 			 errmsg("dynbgw worker %d: command failed with SQLSTATE %s",
 					my_number, unpack_sql_state(edata->sqlerrcode)),
-			 errdetail_internal("%.*s", dynbgw_clipped_len(edata->message),
+			 errdetail_internal("%.*s",
+								dynbgw_clip_length(edata->message, DYNBGW_MAX_ERROR),
 								edata->message),
 			 edata->hint ?
-			 errhint("%.*s", dynbgw_clipped_len(edata->hint), edata->hint) : 0));
+			 errhint("%.*s", dynbgw_clip_length(edata->hint, DYNBGW_MAX_ERROR),
+					 edata->hint) : 0));
 	last_failure_logged = now;
 	failures_not_logged = 0;
 }
