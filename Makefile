@@ -23,7 +23,7 @@ include $(PGXS)
 $(OBJS) $(OBJS:.o=.bc): dynbgw.h dynbgw_compat.h
 
 # Compile against the headers of every supported server version (13, 15,
-# 17, 18) with warnings as errors.
+# 17, 18, 19) with warnings as errors.
 .PHONY: compile-check bench
 compile-check:
 	bash test/compile-check

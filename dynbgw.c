@@ -29,6 +29,7 @@
 #include "storage/ipc.h"
 
 /* validating what the caller asks for */
+#include "access/htup_details.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
@@ -42,6 +43,7 @@
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 /* waiting for workers */
@@ -51,6 +53,7 @@
 #include "utils/array.h"
 #include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "dynbgw.h"
 
@@ -424,7 +427,7 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
+		BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = restart_s;
 	strlcpy(worker.bgw_library_name, "dynbgw", sizeof(worker.bgw_library_name));

@@ -2,13 +2,13 @@
  *
  * dynbgw_compat.h
  *		Every difference between the PostgreSQL versions dynbgw builds on
- *		(13 to 18), in one place.
+ *		(13 to 19), in one place.
  *
  * The code is written against the newest servers' API.  For older servers
  * the macros and inline functions here map it onto what they have, and
  * what only newer servers offer is announced by a DYNBGW_HAVE_... macro.
  * Nothing else in dynbgw tests PG_VERSION_NUM.  test/compile-check compiles
- * both files against the headers of 13, 15, 17 and 18.
+ * every file against the headers of 13, 15, 17, 18 and 19.
  *
  * Included by dynbgw.h, after postgres.h.  Where a macro here takes the
  * name of a server function, the header declaring that function is
@@ -221,6 +221,66 @@ dynbgw_wait_event(DynbgwWaitEvent event)
 #include "tcop/pquery.h"
 #define PortalRun(portal, count, isTopLevel, dest, altdest, qc) \
 	PortalRun(portal, count, isTopLevel, true, dest, altdest, qc)
+#endif
+
+/* ---- changed in 19 ---- */
+
+#if PG_VERSION_NUM < 190000
+#include "storage/lwlock.h"
+#include "tcop/tcopprot.h"
+
+/*
+ * 19 hands signal handlers the signal's sender too (SIGNAL_ARGS), and a
+ * handler that forwards to die() passes both on.
+ */
+#define die(signo, info)	die(signo)
+
+/*
+ * 19 keeps tranche names in shared memory, given when the tranche is made;
+ * before, every process that shows the lock names its tranche itself.
+ */
+#define LWLockNewTrancheId(name)	LWLockNewTrancheId()
+#define dynbgw_name_tranche(id, name)	LWLockRegisterTranche(id, name)
+
+/*
+ * 19 can end the background workers connected to a database that CREATE
+ * DATABASE (as its template), ALTER DATABASE or DROP DATABASE must have to
+ * itself, as it ends autovacuum workers.  dynbgw's workers ask for that, so
+ * that a schedule never holds such a command up; it ends them as a stop
+ * does.  Before 19 the command waits a few seconds for them, then fails.
+ */
+#define BGWORKER_INTERRUPTIBLE	0
+#else
+#define dynbgw_name_tranche(id, name)	((void) 0)
+#endif
+
+/*
+ * 19 passes an argument to a named segment's initializer.  17 and 18 do
+ * not; there the argument waits in a static variable for the duration of
+ * the call.
+ */
+#if PG_VERSION_NUM >= 170000 && PG_VERSION_NUM < 190000
+typedef void (*DynbgwNamedInit) (void *ptr, void *arg);
+
+static DynbgwNamedInit dynbgw_named_init;
+static void *dynbgw_named_init_arg;
+
+static inline void
+dynbgw_named_init_with_arg(void *ptr)
+{
+	dynbgw_named_init(ptr, dynbgw_named_init_arg);
+}
+
+static inline void *
+dynbgw_get_named_segment(const char *name, size_t size,
+						 DynbgwNamedInit init, bool *found, void *arg)
+{
+	dynbgw_named_init = init;
+	dynbgw_named_init_arg = arg;
+	return GetNamedDSMSegment(name, size, dynbgw_named_init_with_arg, found);
+}
+#define GetNamedDSMSegment(name, size, init, found, arg) \
+	dynbgw_get_named_segment(name, size, init, found, arg)
 #endif
 
 #endif							/* DYNBGW_COMPAT_H */

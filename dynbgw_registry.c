@@ -61,13 +61,17 @@ dynbgw_registry_size(const DynbgwShape *shape)
 					mul_size(shape->history_size, sizeof(DynbgwRun)));
 }
 
+/* Fill in a new registry (ptr) of the given shape (arg). */
 static void
-dynbgw_registry_init(DynbgwRegistry *reg, const DynbgwShape *shape)
+dynbgw_registry_init(void *ptr, void *arg)
 {
+	DynbgwRegistry *reg = ptr;
+	const DynbgwShape *shape = arg;
+
 	memset(reg, 0, dynbgw_registry_size(shape));
 	reg->magic = DYNBGW_REGISTRY_MAGIC;
 	reg->slot_size = sizeof(DynbgwSlot);
-	reg->tranche_id = LWLockNewTrancheId();
+	reg->tranche_id = LWLockNewTrancheId("dynbgw");
 	LWLockInitialize(&reg->lock, reg->tranche_id);
 	reg->capacity = shape->capacity;
 	reg->history_size = shape->history_size;
@@ -96,18 +100,10 @@ dynbgw_history(DynbgwRegistry *reg)
  * it from the registry.  (Always sizing it for the largest settings would
  * waste tens of megabytes.)
  */
-static DynbgwShape dynbgw_new_shape;
-
 static void
-dynbgw_shape_init(void *ptr)
+dynbgw_shape_init(void *ptr, void *arg)
 {
 	dynbgw_shape_from_settings(ptr);
-}
-
-static void
-dynbgw_registry_init_callback(void *ptr)
-{
-	dynbgw_registry_init(ptr, &dynbgw_new_shape);
 }
 #endif
 
@@ -124,19 +120,18 @@ dynbgw_registry(void)
 	DynbgwAnchor *anchor;
 	dsm_segment *seg;
 #endif
+	DynbgwShape shape;
 	bool		found;
 
 	if (dynbgw_reg != NULL)
 		return dynbgw_reg;
 
 #ifdef DYNBGW_HAVE_NAMED_DSM
-	dynbgw_new_shape = *(DynbgwShape *) GetNamedDSMSegment("dynbgw_shape",
-														   sizeof(DynbgwShape),
-														   dynbgw_shape_init,
-														   &found);
-	dynbgw_reg = GetNamedDSMSegment("dynbgw",
-									dynbgw_registry_size(&dynbgw_new_shape),
-									dynbgw_registry_init_callback, &found);
+	shape = *(DynbgwShape *) GetNamedDSMSegment("dynbgw_shape",
+												sizeof(DynbgwShape),
+												dynbgw_shape_init, &found, NULL);
+	dynbgw_reg = GetNamedDSMSegment("dynbgw", dynbgw_registry_size(&shape),
+									dynbgw_registry_init, &found, &shape);
 #else
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	anchor = ShmemInitStruct("dynbgw", sizeof(DynbgwAnchor), &found);
@@ -145,8 +140,6 @@ dynbgw_registry(void)
 
 	if (anchor->registry_handle == DSM_HANDLE_INVALID)
 	{
-		DynbgwShape shape;
-
 		dynbgw_shape_from_settings(&shape);
 		seg = dsm_create(dynbgw_registry_size(&shape), 0);
 		dynbgw_registry_init(dsm_segment_address(seg), &shape);
@@ -173,7 +166,7 @@ dynbgw_registry(void)
 				 errmsg("the dynbgw registry was made by another version of dynbgw"),
 				 errhint("Restart the server after installing a new version of dynbgw.")));
 	}
-	LWLockRegisterTranche(dynbgw_reg->tranche_id, "dynbgw");
+	dynbgw_name_tranche(dynbgw_reg->tranche_id, "dynbgw");
 	return dynbgw_reg;
 }
 

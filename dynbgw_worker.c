@@ -106,7 +106,7 @@ static void
 dynbgw_sigterm(SIGNAL_ARGS)
 {
 	stop_requested = true;
-	die(postgres_signal_arg);
+	die(postgres_signal_arg, pg_siginfo);
 }
 
 static void
