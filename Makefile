@@ -24,10 +24,17 @@ $(OBJS) $(OBJS:.o=.bc): dynbgw.h dynbgw_compat.h
 
 # Compile against the headers of every supported server version (13, 15,
 # 17, 18, 19) with warnings as errors.
-.PHONY: compile-check bench
+.PHONY: compile-check bench dist
 compile-check:
 	bash test/compile-check
 
 # Measure the installed extension against its baselines (bench/results.md).
 bench:
 	bash bench/run
+
+# A PGXN release: the committed tree at HEAD, as dynbgw-VERSION.zip with
+# META.json's version (t/040_meta.pl holds it to dynbgw.control's).
+DIST_VERSION = $(shell sed -n '0,/"version"/s/^ *"version": *"\([^"]*\)".*/\1/p' META.json)
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+		-o $(EXTENSION)-$(DIST_VERSION).zip HEAD
