@@ -331,5 +331,38 @@ like(
 ok(stays($node, workers_seen_sql(), '0', 4),
 	'and is not restarted again');
 
+###########################################################################
+# 7. DROP DATABASE and a worker connected to that database.  From 19 the
+# worker is ended, as a stop ends it, and not restarted; the command
+# succeeds.  Before 19 the command waits for it, then fails as it does for
+# a session, and the worker runs on.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE doomed2');
+my $pid7 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '1 hour',
+	                       database => 'doomed2', restart => '1 s')});
+my ($rc, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE doomed2');
+if ($node->pg_version >= 19)
+{
+	is($rc, 0, 'DROP DATABASE ends the worker connected to it');
+	is( $node->safe_psql(
+			'postgres', q{SELECT outcome FROM dynbgw_wait(7, '30 s')}),
+		'stopped',
+		'worker 7 ended as stopped');
+	stays_gone($node, 7, 3, 'after DROP DATABASE');
+}
+else
+{
+	like(
+		$stderr,
+		qr/database "doomed2" is being accessed by other users/,
+		'DROP DATABASE fails while a worker is connected to it');
+	is($node->safe_psql('postgres', 'SELECT dynbgw_pid(7)'),
+		$pid7, 'and worker 7 runs on');
+	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)');
+	$node->safe_psql('postgres', 'DROP DATABASE doomed2');
+}
+
 $node->stop;
 done_testing();
