@@ -287,6 +287,11 @@ is( wait_outcome($node, 4),
 	'failed|5|5|22012|division by zero|',
 	"dynbgw_wait(4) returns 'failed' once it gave up, with its last error");
 note sprintf('dynbgw_wait(4) returned after %.2f s', time() - $t0);
+# The outcome is in place before the last process has exited, and the
+# postmaster logs its exit after that.
+$node->wait_for_log(
+	qr/dynbgw worker 4 will not be restarted.*background worker "dynbgw" \(PID \d+\) exited with exit code 1/s,
+	$offset);
 my $log4 = slurp_file($node->logfile, $offset);
 like($log4, qr/dynbgw worker 4 will not be restarted/,
 	'the log says it gave up');
