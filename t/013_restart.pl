@@ -339,7 +339,7 @@ ok(stays($node, workers_seen_sql(), '0', 4),
 ###########################################################################
 
 $node->safe_psql('postgres', 'CREATE DATABASE doomed2');
-my $pid7 = $node->safe_psql('postgres',
+my $pid7_db = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '1 hour',
 	                       database => 'doomed2', restart => '1 s')});
 my ($rc, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE doomed2');
@@ -359,7 +359,7 @@ else
 		qr/database "doomed2" is being accessed by other users/,
 		'DROP DATABASE fails while a worker is connected to it');
 	is($node->safe_psql('postgres', 'SELECT dynbgw_pid(7)'),
-		$pid7, 'and worker 7 runs on');
+		$pid7_db, 'and worker 7 runs on');
 	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)');
 	$node->safe_psql('postgres', 'DROP DATABASE doomed2');
 }
