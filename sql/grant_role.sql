@@ -23,7 +23,9 @@ DROP DATABASE regress_dynbgw_second;
 
 -- A role of that name that dynbgw did not make is refused (55000) while it
 -- may log in or has attributes, while a role that is not a superuser may
--- administer it, or while it has members.
+-- administer it, or while it has members.  (No error context: from 18 it
+-- quotes the extension script.)
+\set SHOW_CONTEXT never
 DROP EXTENSION dynbgw;
 DROP ROLE dynbgw_user;
 CREATE ROLE dynbgw_user LOGIN;
@@ -41,6 +43,7 @@ GRANT dynbgw_user TO regress_dynbgw_member;
 CREATE EXTENSION dynbgw;
 \echo :LAST_ERROR_SQLSTATE
 REVOKE dynbgw_user FROM regress_dynbgw_member;
+\set SHOW_CONTEXT errors
 SELECT count(*) AS extensions FROM pg_extension WHERE extname = 'dynbgw';
 
 -- A safe one, NOLOGIN with no attributes and no members, is used.
