@@ -206,9 +206,10 @@ is($node->safe_psql('postgres', 'SELECT failures FROM dynbgw_workers WHERE n = 4
 	'1', 'counters carry over the restart: still 1 failure');
 
 # The restart honoured the delay: the new process started about 3 s after
-# the old one exited (log line timestamp vs. backend_start).
+# the old one exited (log line timestamp vs. backend_start).  From 19 the
+# log line prefix has the process type before the PID.
 my ($exit_ts) = slurp_file($node->logfile, $offset) =~
-  /^(\S+ \S+ \S+) \[\d+\] LOG:  background worker "dynbgw" \(PID $pid4\) exited/m;
+  /^(\S+ \S+ \S+) \S*\[\d+\] LOG:  background worker "dynbgw" \(PID $pid4\) exited/m;
 my $delay = $node->safe_psql('postgres',
 	"SELECT extract(epoch FROM backend_start - '$exit_ts'::timestamptz)
 	 FROM pg_stat_activity WHERE pid = $pid4_after");
@@ -343,7 +344,7 @@ my $pid7_db = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '1 hour',
 	                       database => 'doomed2', restart => '1 s')});
 my ($rc, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE doomed2');
-if ($node->pg_version >= 19)
+if ($node->pg_version->major >= 19)
 {
 	is($rc, 0, 'DROP DATABASE ends the worker connected to it');
 	is( $node->safe_psql(
