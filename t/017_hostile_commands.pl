@@ -62,6 +62,17 @@ SET escape_string_warning = off;
 SELECT dynbgw_launch($n, \$cmd\$SELECT 'a\\'; $hidden; --'\$cmd\$, naptime => '1 hour');});
 }
 
+# From 19 standard_conforming_strings is always on, and nothing can be
+# smuggled this way: the launch check and the worker read a command alike.
+my $lexers_agree = $node->pg_version->major >= 19;
+if ($lexers_agree)
+{
+	like(
+		psql_error($node, 'SET standard_conforming_strings = off'),
+		qr/ERROR:  .*non-standard string literals are not supported/,
+		'19 refuses standard_conforming_strings = off');
+}
+
 # Lines of the server log from $offset on.
 sub log_lines
 {
@@ -244,27 +255,32 @@ is($node->safe_psql('postgres', "SELECT dynbgw_stop(n => 3)"),
 # xmin), and the same worker lives on.
 ###########################################################################
 
-for my $hidden ('BEGIN; SELECT 1', 'SAVEPOINT s', 'RELEASE s',
-	'COMMIT AND CHAIN')
+SKIP:
 {
-	my $log_offset = -s $node->logfile;
-	my $pid = launch_smuggled(4, $hidden);
-	like($pid, qr/^\d+$/, "\"$hidden\" passes the launch check when smuggled");
-	ok(wait_for_runs(4, 1), "\"$hidden\": the worker has run");
-	is( $node->safe_psql(
-			'postgres', q{
-SELECT w.pid, w.runs, w.failures, w.last_error, a.state,
-       a.backend_xid IS NULL, a.backend_xmin IS NULL, a.xact_start IS NULL
-  FROM dynbgw_workers w JOIN pg_stat_activity a USING (pid)
- WHERE w.n = 4}),
-		"$pid|1|1|command must not contain transaction control statements|idle|t|t|t",
-		"\"$hidden\": the run fails, the worker lives on, no transaction is left open"
-	);
-	like(
-		slurp_file($node->logfile, $log_offset),
-		qr/dynbgw worker 4: command failed with SQLSTATE 2D000/,
-		"\"$hidden\": the failure is logged with SQLSTATE 2D000");
-	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4)');
+	skip 'nothing to smuggle past the launch check on 19', 16
+	  if $lexers_agree;
+	for my $hidden ('BEGIN; SELECT 1', 'SAVEPOINT s', 'RELEASE s',
+		'COMMIT AND CHAIN')
+	{
+		my $log_offset = -s $node->logfile;
+		my $pid = launch_smuggled(4, $hidden);
+		like($pid, qr/^\d+$/, "\"$hidden\" passes the launch check when smuggled");
+		ok(wait_for_runs(4, 1), "\"$hidden\": the worker has run");
+		is( $node->safe_psql(
+				'postgres', q{
+	SELECT w.pid, w.runs, w.failures, w.last_error, a.state,
+	       a.backend_xid IS NULL, a.backend_xmin IS NULL, a.xact_start IS NULL
+	  FROM dynbgw_workers w JOIN pg_stat_activity a USING (pid)
+	 WHERE w.n = 4}),
+			"$pid|1|1|command must not contain transaction control statements|idle|t|t|t",
+			"\"$hidden\": the run fails, the worker lives on, no transaction is left open"
+		);
+		like(
+			slurp_file($node->logfile, $log_offset),
+			qr/dynbgw worker 4: command failed with SQLSTATE 2D000/,
+			"\"$hidden\": the failure is logged with SQLSTATE 2D000");
+		$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4)');
+	}
 }
 
 ###########################################################################
@@ -290,26 +306,31 @@ for my $command ('COPY (SELECT 1) TO STDOUT', 'COPY copied FROM STDIN')
 		'SELECT dynbgw_stop(n => 5) FROM dynbgw_workers WHERE n = 5');
 }
 
-for my $hidden ('COPY (SELECT $q$FAKE LOG LINE$q$) TO STDOUT',
-	'COPY copied FROM STDIN')
+SKIP:
 {
-	my $log_offset = -s $node->logfile;
-	my $pid = launch_smuggled(5, $hidden);
-	ok(wait_for_runs(5, 1), "\"$hidden\" smuggled: the worker has run");
-	is( $node->safe_psql(
-			'postgres',
-			'SELECT pid, runs, failures, last_error FROM dynbgw_workers WHERE n = 5'),
-		"$pid|1|1|command must not COPY to or from the client",
-		"\"$hidden\" smuggled: the run fails");
-	# Stop first: a worker's standard output is flushed when it exits.
-	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
-	my $log = slurp_file($node->logfile, $log_offset);
-	like(
-		$log,
-		qr/dynbgw worker 5: command failed with SQLSTATE 0A000/,
-		"\"$hidden\" smuggled: the failure is logged with SQLSTATE 0A000");
-	unlike($log, qr/^FAKE LOG LINE$/m,
-		"\"$hidden\" smuggled: nothing is copied into the server log");
+	skip 'nothing to smuggle past the launch check on 19', 8
+	  if $lexers_agree;
+	for my $hidden ('COPY (SELECT $q$FAKE LOG LINE$q$) TO STDOUT',
+		'COPY copied FROM STDIN')
+	{
+		my $log_offset = -s $node->logfile;
+		my $pid = launch_smuggled(5, $hidden);
+		ok(wait_for_runs(5, 1), "\"$hidden\" smuggled: the worker has run");
+		is( $node->safe_psql(
+				'postgres',
+				'SELECT pid, runs, failures, last_error FROM dynbgw_workers WHERE n = 5'),
+			"$pid|1|1|command must not COPY to or from the client",
+			"\"$hidden\" smuggled: the run fails");
+		# Stop first: a worker's standard output is flushed when it exits.
+		$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
+		my $log = slurp_file($node->logfile, $log_offset);
+		like(
+			$log,
+			qr/dynbgw worker 5: command failed with SQLSTATE 0A000/,
+			"\"$hidden\" smuggled: the failure is logged with SQLSTATE 0A000");
+		unlike($log, qr/^FAKE LOG LINE$/m,
+			"\"$hidden\" smuggled: nothing is copied into the server log");
+	}
 }
 is($node->safe_psql('postgres', 'SELECT count(*) FROM copied'),
 	'0', 'nothing was copied into the table');
