@@ -542,10 +542,15 @@ dynbgw_wait_until_ready(DynbgwLaunch *launch)
 		{
 			/*
 			 * A worker that was ready and is already gone did start, and
-			 * restarts if it wanted to, unless its registration is gone.
+			 * restarts if it wanted to.  Its exit kept its registration
+			 * exactly when it wanted a restart (dynbgw_worker_exit()), and
+			 * only a stop ends it otherwise.  Not the status: once the
+			 * postmaster has reaped the process, GetBackgroundWorkerPid()
+			 * says BGWH_STOPPED for a registration that waits for its
+			 * restart too, so a launcher that woke up after the reaping
+			 * ended a worker that was to restart.
 			 */
-			restart = ready_pid != 0 && slot->restart_after_exit && !stopped &&
-				status != BGWH_STOPPED;
+			restart = ready_pid != 0 && slot->restart_after_exit && !stopped;
 			if (restart)
 				slot->state = DYNBGW_RESTARTING;
 			else

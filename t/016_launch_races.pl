@@ -454,6 +454,43 @@ like($out_r, qr/pid=\d+/, '5: the stalled launch returns a PID');
 bg_end($lr);
 registry_is($node, [], '5: nothing is left');
 
+###########################################################################
+# 6. A stalled launcher whose worker was ready, then died in its first run
+# wanting a restart (restart => '1 hour'), and was reaped by the postmaster
+# before the launcher went on.  Its registration then waits for the
+# restart with no process, which GetBackgroundWorkerPid() reports as
+# BGWH_STOPPED, as it does for a registration that is gone.  The launcher
+# must return the PID and leave the worker 'restarting', its registration
+# kept, not end it.  Unstalled, the launcher is merely slow: on a loaded
+# machine the postmaster often reaps a worker that fails at once before its
+# launcher wakes up.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE stalled6');
+my $holder_6 = lock_database('stalled6');
+my ($l6, $l6_pid, $w6_pid) = launch_stalled(6, 'stalled6',
+	", restart => '1 hour', command => 'SET exit_on_error = on; SELECT 1/0'",
+	'6');
+my $offset_6 = -s $node->logfile;
+$holder_6->query_safe('ROLLBACK');
+$holder_6->quit;
+process_gone($w6_pid, $ours, '6: the worker died in its first run');
+$node->wait_for_log(
+	qr/background worker "dynbgw" \(PID $w6_pid\) exited with exit code 1/,
+	$offset_6);
+pass('6: the postmaster reaped it while the launcher was stalled');
+resume($l6_pid);
+my ($out_6, $err_6) = launch_result($l6);
+like($out_6, qr/pid=$w6_pid/, '6: the stalled launch returns the PID');
+bg_end($l6);
+is( $node->safe_psql(
+		'postgres', 'SELECT state FROM dynbgw_workers WHERE n = 6'),
+	'restarting',
+	'6: worker 6 waits to be restarted');
+is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 6)'),
+	't', '6: worker 6 stopped');
+registry_is($node, [], '6: nothing is left');
+
 log_is_clean($node);
 $node->stop;
 done_testing();
