@@ -343,9 +343,12 @@ my ($failed_pid) = slurp_file($node->logfile, $offset) =~
   /\[(\d+)\] ERROR:  dynbgw worker 1 has lost the authority it was launched with\n.*DETAIL:  The role that launched it may no longer SET ROLE to its role\.\n/;
 ok(defined $failed_pid, 'its start failed with an error that says why');
 $failed_pid //= 'none';
-like(
-	slurp_file($node->logfile, $offset),
-	qr/background worker "dynbgw" \(PID $failed_pid\) exited with exit code 1/,
+# The postmaster logs the exit once it has reaped the process, after the
+# process logged that it will not be restarted: wait for that line too.
+ok( log_shows(
+		$node,
+		qr/background worker "dynbgw" \(PID $failed_pid\) exited with exit code 1/,
+		$offset),
 	'and its process exited with status 1');
 stays_gone($node, 1, 3, 'after the crash-restart, restart => 1 s');
 is(count_rows('ticks5', 'appdb'), '1', 'the brought-back worker ran nothing');
