@@ -1,14 +1,14 @@
 # dynbgw: launch, find and stop dynamic background workers from SQL
 MODULE_big = dynbgw
 OBJS = dynbgw.o dynbgw_authority.o dynbgw_command.o dynbgw_persist.o \
-	dynbgw_registry.o dynbgw_schedule.o dynbgw_worker.o
+	dynbgw_registry.o dynbgw_restore.o dynbgw_schedule.o dynbgw_worker.o
 EXTENSION = dynbgw
-DATA = dynbgw--1.0.sql dynbgw--1.0--1.1.sql
+DATA = dynbgw--1.0.sql dynbgw--1.0--1.1.sql dynbgw--1.1--1.1.1.sql
 PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 # Only entry points and SQL-callable functions can be loaded by name.
 PG_CFLAGS = -fvisibility=hidden
 
-REGRESS = setup launch stop workers jobs outcomes schedules security grant_role upgrade
+REGRESS = setup launch stop workers jobs outcomes schedules persist security grant_role upgrade
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw

@@ -115,33 +115,21 @@ _PG_init(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	/* Only the restore launcher reads it, and only a preload registers it. */
 	DefineCustomStringVariable("dynbgw.restore_databases",
-							   "Databases in which dynbgw_restore() runs at every server start.",
-							   "A comma-separated list, read at every start.  Only "
-							   "when dynbgw is in shared_preload_libraries.",
+							   "Databases in which saved definitions are restored at every server start.",
+							   "A comma-separated list.  Only when dynbgw is in "
+							   "shared_preload_libraries.",
 							   &dynbgw_restore_databases,
 							   "",
-							   PGC_SIGHUP,
+							   process_shared_preload_libraries_in_progress ?
+							   PGC_POSTMASTER : PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   dynbgw_check_restore_databases, NULL, NULL);
 	MarkGUCPrefixReserved("dynbgw");
 
-	/* Preloaded: restore saved definitions after every start. */
 	if (process_shared_preload_libraries_in_progress)
-	{
-		BackgroundWorker worker;
-
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
-		strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
-		strlcpy(worker.bgw_function_name, "dynbgw_restore_launcher_main",
-				BGW_MAXLEN);
-		strlcpy(worker.bgw_name, "dynbgw restore launcher", BGW_MAXLEN);
-		strlcpy(worker.bgw_type, "dynbgw restore", BGW_MAXLEN);
-		RegisterBackgroundWorker(&worker);
-	}
+		dynbgw_register_restore_launcher();
 }
 
 /*
@@ -773,7 +761,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
  */
 static int
 dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
-			 int64 wait_for_slot_us)
+			 int64 wait_for_slot_us, FunctionCallInfo persist)
 {
 	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
 	DynbgwLaunch launch;
@@ -890,6 +878,9 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 	{
+		/* Saved once the number is ours, so that a skip saves nothing. */
+		if (persist != NULL)
+			dynbgw_persist_save(persist, n, def);
 		if (launch.saved)
 			dynbgw_save_worker(n, slot);
 		dynbgw_register(&launch, def->restart_s, slot_deadline);
@@ -960,6 +951,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	DynbgwDefinition *def = palloc0(sizeof(DynbgwDefinition));
 	DynbgwIfRunning if_running;
 	int64		wait_for_slot_us;
+	bool		persist;
 	int			pid;
 
 	def->kind = DYNBGW_KIND_SQL;
@@ -1026,10 +1018,13 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 				 errmsg("naptime must be greater than 0 for a worker without a command"),
 				 errdetail("Such a worker only counts its wake-ups.")));
 
-	/* Saved first: a definition that cannot be saved is not launched. */
-	if (PG_NARGS() > 12 && !PG_ARGISNULL(12) && PG_GETARG_BOOL(12))
-		dynbgw_persist_save(fcinfo, n, def);
-	pid = dynbgw_start(n, def, if_running, wait_for_slot_us);
+	/* Version 1.0 of the SQL definition has no persist. */
+	persist = PG_NARGS() > 12 && !PG_ARGISNULL(12) && PG_GETARG_BOOL(12);
+	/* Another role's definition of n is an error before anything stops. */
+	if (persist && if_running == DYNBGW_IF_RUNNING_REPLACE)
+		dynbgw_persist_check(fcinfo, n);
+	pid = dynbgw_start(n, def, if_running, wait_for_slot_us,
+					   persist ? fcinfo : NULL);
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(pid);
@@ -1098,8 +1093,10 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 	finfo_name = psprintf("pg_finfo_%s", function);
 	if (lookup_external_function(libhandle, finfo_name) != NULL)
 		dynbgw_not_entry_point(function, library, "It is an SQL-callable function.");
-	if (entry == dynbgw_worker_main)
-		dynbgw_not_entry_point(function, library, "It is what runs every dynbgw worker.");
+	if (entry == dynbgw_worker_main ||
+		entry == dynbgw_restore_launcher_main ||
+		entry == dynbgw_restore_database_main)
+		dynbgw_not_entry_point(function, library, "It is one of dynbgw's own processes.");
 
 	def = palloc0(sizeof(DynbgwDefinition));
 	def->kind = DYNBGW_KIND_FUNCTION;
@@ -1112,7 +1109,7 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 	strlcpy(def->library, library, MAXPGPATH);
 	strlcpy(def->function, function, BGW_MAXLEN);
 
-	PG_RETURN_INT32(dynbgw_start(n, def, DYNBGW_IF_RUNNING_ERROR, 0));
+	PG_RETURN_INT32(dynbgw_start(n, def, DYNBGW_IF_RUNNING_ERROR, 0, NULL));
 }
 
 /* ---- finding ---- */

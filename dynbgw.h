@@ -25,7 +25,10 @@
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
+#include "storage/lockdefs.h"
 #include "storage/lwlock.h"
+#include "utils/guc.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 #include "dynbgw_compat.h"
@@ -363,11 +366,48 @@ extern TimestampTz dynbgw_schedule_next(const DynbgwSchedule *schedule,
 extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
 								  char *name);
 
-/* dynbgw_persist.c */
-extern char *dynbgw_restore_databases;
+/* dynbgw_persist.c: a row of dynbgw_definitions, its columns in this order */
+typedef enum DynbgwSavedColumn
+{
+	DYNBGW_SAVED_N,
+	DYNBGW_SAVED_OWNER,
+	DYNBGW_SAVED_COMMAND,
+	DYNBGW_SAVED_NAPTIME,
+	DYNBGW_SAVED_SCHEDULE,
+	DYNBGW_SAVED_TIMEZONE,
+	DYNBGW_SAVED_DATABASE,
+	DYNBGW_SAVED_ROLE,
+	DYNBGW_SAVED_RUNS,
+	DYNBGW_SAVED_RESTART,
+	DYNBGW_SAVED_RUN_TIMEOUT,
+	DYNBGW_SAVED_COLUMNS
+} DynbgwSavedColumn;
+
+typedef struct DynbgwSaved
+{
+	int			n;
+	Oid			owner;
+	Oid			role;
+	Oid			database;		/* InvalidOid: the row's own database */
+	Datum		values[DYNBGW_SAVED_COLUMNS];
+	bool		isnull[DYNBGW_SAVED_COLUMNS];
+} DynbgwSaved;
+
+extern Relation dynbgw_definitions_open(Oid schema, LOCKMODE lockmode);
+extern List *dynbgw_saved_read(Oid schema);
+extern void dynbgw_persist_check(FunctionCallInfo fcinfo, int n);
 extern void dynbgw_persist_save(FunctionCallInfo fcinfo, int n,
 								const DynbgwDefinition *def);
 extern void dynbgw_persist_forget(FunctionCallInfo fcinfo, int n);
+
+/* dynbgw_restore.c */
+extern char *dynbgw_restore_databases;
+extern bool dynbgw_check_restore_databases(char **newval, void **extra,
+										   GucSource source);
+extern void dynbgw_register_restore_launcher(void);
+extern Oid	dynbgw_extension_schema(Oid extoid);
+extern PGDLLEXPORT void dynbgw_restore_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void dynbgw_restore_database_main(Datum main_arg);
 
 /* dynbgw_authority.c */
 extern int	dynbgw_reserved_worker_processes;

@@ -27,10 +27,12 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_proc.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/catcache.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -77,6 +79,39 @@ dynbgw_authority_record(DynbgwDefinition *def, Oid launch_funcoid)
 	def->unprivileged = !superuser_arg(def->launcher_roleoid);
 }
 
+/*
+ * The launch function a worker was launched with, or, when an upgrade has
+ * made it anew (grants carried over), its successor: the extension's
+ * dynbgw_launch of this database.  InvalidOid if there is none.
+ */
+static Oid
+dynbgw_launch_function_now(Oid launch_funcoid)
+{
+	Oid			extoid;
+	Oid			schema;
+	CatCList   *candidates;
+	Oid			found = InvalidOid;
+
+	if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(launch_funcoid)))
+		return launch_funcoid;
+	extoid = get_extension_oid("dynbgw", true);
+	if (!OidIsValid(extoid))
+		return InvalidOid;
+	schema = dynbgw_extension_schema(extoid);
+	candidates = SearchSysCacheList1(PROCNAMEARGSNSP,
+									 CStringGetDatum("dynbgw_launch"));
+	for (int i = 0; i < candidates->n_members; i++)
+	{
+		HeapTuple	tuple = &candidates->members[i]->tuple;
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tuple);
+
+		if (proc->pronamespace == schema)
+			found = proc->oid;
+	}
+	ReleaseSysCacheList(candidates);
+	return found;
+}
+
 static void
 dynbgw_authority_gone(int n, int code, const char *detail)
 {
@@ -98,8 +133,8 @@ dynbgw_authority_gone(int n, int code, const char *detail)
  * - The launcher still has the right to launch: it is a superuser, or, if
  *   the right came from dynbgw_user, still has its privileges; a right
  *   granted directly (EXECUTE on dynbgw_launch) is checked when the worker
- *   is in the database it was launched from, where that function is (gone
- *   with the function, when an upgrade made it anew).
+ *   is in the database it was launched from, where that function is (or
+ *   the one an upgrade made anew in its place, with its grants).
  * - The role still has CONNECT on the database (and, before PostgreSQL 17,
  *   LOGIN), as a new connection would need.
  */
@@ -164,10 +199,13 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 				has_privs_of_role(def->launcher_roleoid, grant_role);
 		}
 		else if (MyDatabaseId == def->launch_dboid)
-			may_launch = SearchSysCacheExists1(PROCOID,
-											   ObjectIdGetDatum(def->launch_funcoid)) &&
-				object_aclcheck(ProcedureRelationId, def->launch_funcoid,
+		{
+			Oid			launch_funcoid = dynbgw_launch_function_now(def->launch_funcoid);
+
+			may_launch = OidIsValid(launch_funcoid) &&
+				object_aclcheck(ProcedureRelationId, launch_funcoid,
 								def->launcher_roleoid, ACL_EXECUTE) == ACLCHECK_OK;
+		}
 		if (!may_launch)
 			dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
 								  "The role that launched it may no longer launch workers.");

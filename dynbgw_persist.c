@@ -1,65 +1,203 @@
 /*-------------------------------------------------------------------------
  *
  * dynbgw_persist.c
- *		Definitions that survive a restart: kept in a table, launched again
- *		by dynbgw_restore(), at every start when the library is preloaded.
+ *		Saved definitions: the table dynbgw_definitions, who may write it,
+ *		saving and forgetting.
  *
  * dynbgw_launch(..., persist => true) saves the definition in the
  * extension's table dynbgw_definitions of the database it was launched
- * from, in the launching transaction and before the worker starts, so that
- * a definition that cannot be saved is not launched.  The table is marked
- * for pg_dump, and row security shows each role its own rows only.
- * dynbgw_restore() launches every definition of its database that is not
- * running, each as its owner, with the owner's authority as it is now.
+ * from, in the launching transaction and after the number was reserved
+ * (so that a launch that skips saves nothing) but before the worker
+ * starts (so that a definition that cannot be saved is not launched).
+ * dynbgw_restore.c launches them again.
  *
- * With the library in shared_preload_libraries, a worker started with the
- * server, and again after each crash-restart, runs dynbgw_restore() in
- * every database of dynbgw.restore_databases.
+ * A row says as whom it runs, so its owner is an identity, and identity
+ * never comes from data anybody could write: row security is a filter that
+ * superusers, the table's owner and BYPASSRLS roles pass, and
+ * pg_write_all_data writes every table.  The trigger in this file is the
+ * check: nobody but a superuser writes a row owned by another role, or
+ * touches a row another role owns.  Roles and the target database are kept
+ * by OID; a NULL database is the database the row is in, so that a copy of
+ * a database follows its own data.
+ *
+ * The table is read here in C, never with SQL, so that reading it as a
+ * superuser runs nothing that a search_path could redirect.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
-#include "funcapi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
-#include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/tuplestore.h"
-#include "utils/varlena.h"
+#include "utils/syscache.h"
 
 #include "dynbgw.h"
 
-PG_FUNCTION_INFO_V1(dynbgw_restore);
+PG_FUNCTION_INFO_V1(dynbgw_definitions_guard);
 
-PGDLLEXPORT void dynbgw_restore_launcher_main(Datum main_arg);
-PGDLLEXPORT void dynbgw_restore_database_main(Datum main_arg);
+#define DYNBGW_DEFINITIONS	"dynbgw_definitions"
 
-char	   *dynbgw_restore_databases = NULL;
+/* The table's columns, by name: an upgraded table may order them otherwise. */
+static const char *const dynbgw_column_names[DYNBGW_SAVED_COLUMNS] = {
+	"n", "owner", "command", "naptime", "schedule", "timezone", "database",
+	"role", "runs", "restart", "run_timeout"
+};
 
 /*
- * An object of the extension, schema-qualified and quoted; the extension's
- * schema is that of the SQL function being called.
+ * The table dynbgw_definitions of the extension in this schema, opened
+ * with lockmode.  An error if it has the layout of version 1.1, which a
+ * new library meets until ALTER EXTENSION dynbgw UPDATE has run.
  */
-static char *
-dynbgw_qualified(FunctionCallInfo fcinfo, const char *name)
+Relation
+dynbgw_definitions_open(Oid schema, LOCKMODE lockmode)
 {
-	Oid			schema = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			relid = get_relname_relid(DYNBGW_DEFINITIONS, schema);
+	Relation	rel;
+	AttrNumber	owner;
 
-	return quote_qualified_identifier(get_namespace_name(schema), name);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"%s\" of the dynbgw extension does not exist",
+						DYNBGW_DEFINITIONS)));
+	rel = table_open(relid, lockmode);
+	owner = get_attnum(relid, "owner");
+	if (owner == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(rel), owner - 1)->atttypid != REGROLEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("saved dynbgw definitions need version 1.1.1 of the extension"),
+				 errhint("Run ALTER EXTENSION dynbgw UPDATE in this database.")));
+	return rel;
+}
+
+/* Rows in order of n. */
+static int
+dynbgw_saved_cmp(const ListCell *a, const ListCell *b)
+{
+	const DynbgwSaved *x = lfirst(a);
+	const DynbgwSaved *y = lfirst(b);
+
+	return (x->n > y->n) - (x->n < y->n);
+}
+
+/*
+ * Every row of dynbgw_definitions in this schema, as DynbgwSaved, ordered
+ * by n.  Read with the active snapshot, past row security: callers decide
+ * what the current role may see.
+ */
+List *
+dynbgw_saved_read(Oid schema)
+{
+	Relation	rel = dynbgw_definitions_open(schema, AccessShareLock);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	AttrNumber	attnums[DYNBGW_SAVED_COLUMNS];
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	List	   *rows = NIL;
+
+	for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
+	{
+		attnums[col] = get_attnum(RelationGetRelid(rel), dynbgw_column_names[col]);
+		if (attnums[col] == InvalidAttrNumber)
+			elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
+				 dynbgw_column_names[col], DYNBGW_DEFINITIONS);
+	}
+
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		DynbgwSaved *row = palloc0(sizeof(DynbgwSaved));
+
+		slot_getallattrs(slot);
+		for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
+		{
+			int			i = attnums[col] - 1;
+			Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+			row->isnull[col] = slot->tts_isnull[i];
+			row->values[col] = row->isnull[col] ? (Datum) 0 :
+				datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+		}
+		row->n = DatumGetInt32(row->values[DYNBGW_SAVED_N]);
+		row->owner = DatumGetObjectId(row->values[DYNBGW_SAVED_OWNER]);
+		row->role = DatumGetObjectId(row->values[DYNBGW_SAVED_ROLE]);
+		row->database = row->isnull[DYNBGW_SAVED_DATABASE] ? InvalidOid :
+			DatumGetObjectId(row->values[DYNBGW_SAVED_DATABASE]);
+		rows = lappend(rows, row);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+
+	list_sort(rows, dynbgw_saved_cmp);
+	return rows;
+}
+
+/* Row n of the rows read, or NULL. */
+static DynbgwSaved *
+dynbgw_saved_find(List *rows, int n)
+{
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		DynbgwSaved *row = lfirst(lc);
+
+		if (row->n == n)
+			return row;
+	}
+	return NULL;
+}
+
+/* The schema of the extension whose SQL function is being called. */
+static Oid
+dynbgw_caller_schema(FunctionCallInfo fcinfo)
+{
+	return get_func_namespace(fcinfo->flinfo->fn_oid);
+}
+
+/*
+ * A saved definition of n that the current role does not own stands in the
+ * way of saving its own: say whose it is, and how it can be freed.
+ */
+void
+dynbgw_persist_check(FunctionCallInfo fcinfo, int n)
+{
+	DynbgwSaved *row = dynbgw_saved_find(dynbgw_saved_read(dynbgw_caller_schema(fcinfo)), n);
+	char	   *owner;
+
+	if (row == NULL || row->owner == GetUserId())
+		return;
+	owner = GetUserNameFromId(row->owner, true);
+	if (owner == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("dynbgw worker %d is saved by a dropped role (OID %u) in this database",
+						n, row->owner),
+				 errhint("Choose another number, or ask a superuser to delete it: DELETE FROM dynbgw_definitions WHERE n = %d.",
+						 n)));
+	ereport(ERROR,
+			(errcode(ERRCODE_DUPLICATE_OBJECT),
+			 errmsg("dynbgw worker %d is saved by role \"%s\" in this database",
+					n, owner),
+			 errhint("Choose another number, or ask role \"%s\" or a superuser to delete it: DELETE FROM dynbgw_definitions WHERE n = %d.",
+					 owner, n)));
 }
 
 /* dynbgw_launch's argument argno as a parameter of an SPI query. */
@@ -70,286 +208,175 @@ dynbgw_arg_param(FunctionCallInfo fcinfo, int argno, Datum *value, char *null)
 	*null = PG_ARGISNULL(argno) ? 'n' : ' ';
 }
 
+/* An SPI query on the extension's table, its name filled in for %s. */
+static int
+dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
+						   int nargs, Oid *argtypes, Datum *values,
+						   const char *nulls)
+{
+	Oid			schema = dynbgw_caller_schema(fcinfo);
+	char	   *table;
+	int			ret;
+
+	/* Refuses the layout of 1.1 with a clear error. */
+	table_close(dynbgw_definitions_open(schema, AccessShareLock), AccessShareLock);
+	table = quote_qualified_identifier(get_namespace_name(schema),
+									   DYNBGW_DEFINITIONS);
+	SPI_connect();
+	ret = SPI_execute_with_args(psprintf(query, table), nargs, argtypes,
+								values, nulls, false, 0);
+	if (ret < 0)
+		elog(ERROR, "could not change the saved dynbgw definitions: %s",
+			 SPI_result_code_string(ret));
+	ret = (int) SPI_processed;
+	SPI_finish();
+	return ret;
+}
+
 /*
  * Save worker n's definition, as given to dynbgw_launch (fcinfo) and as
- * resolved (def), replacing an earlier one of the same owner.  Another
- * role's definition of n is not replaced: row security makes that an
- * error.
+ * resolved (def), as the current role's, replacing its earlier one.  As
+ * the caller, so that row security and the guard see who writes.
  */
 void
 dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 {
-	Oid			argtypes[10] = {INT4OID, TEXTOID, INTERVALOID, NAMEOID, NAMEOID,
-	INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID};
-	Datum		values[10];
-	char		nulls[10];
-	char	   *query;
-	int			ret;
+	Oid			argtypes[11] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
+		OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
 
+	dynbgw_persist_check(fcinfo, n);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int32GetDatum(n);
-	dynbgw_arg_param(fcinfo, 1, &values[1], &nulls[1]);	/* command */
-	dynbgw_arg_param(fcinfo, 2, &values[2], &nulls[2]);	/* naptime */
-	values[3] = DirectFunctionCall1(namein,
-									CStringGetDatum(get_database_name(def->dboid)));
-	values[4] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(def->roleoid, false)));
-	dynbgw_arg_param(fcinfo, 5, &values[5], &nulls[5]);	/* runs */
-	dynbgw_arg_param(fcinfo, 6, &values[6], &nulls[6]);	/* restart */
-	dynbgw_arg_param(fcinfo, 9, &values[7], &nulls[7]);	/* run_timeout */
-	values[8] = def->has_schedule ?
-		CStringGetTextDatum(def->schedule_text) : (Datum) 0;
-	nulls[8] = def->has_schedule ? ' ' : 'n';
+	values[1] = ObjectIdGetDatum(GetUserId());
+	dynbgw_arg_param(fcinfo, 1, &values[2], &nulls[2]); /* command */
+	dynbgw_arg_param(fcinfo, 2, &values[3], &nulls[3]); /* naptime */
+	/* No database named: this one, wherever the data goes. */
+	values[4] = ObjectIdGetDatum(def->dboid);
+	nulls[4] = PG_ARGISNULL(3) ? 'n' : ' ';
+	values[5] = ObjectIdGetDatum(def->roleoid);
+	dynbgw_arg_param(fcinfo, 5, &values[6], &nulls[6]); /* runs */
+	dynbgw_arg_param(fcinfo, 6, &values[7], &nulls[7]); /* restart */
+	dynbgw_arg_param(fcinfo, 9, &values[8], &nulls[8]); /* run_timeout */
 	values[9] = def->has_schedule ?
-		CStringGetTextDatum(def->timezone) : (Datum) 0;
+		CStringGetTextDatum(def->schedule_text) : (Datum) 0;
 	nulls[9] = def->has_schedule ? ' ' : 'n';
+	values[10] = def->has_schedule ?
+		CStringGetTextDatum(def->timezone) : (Datum) 0;
+	nulls[10] = def->has_schedule ? ' ' : 'n';
 
-	query = psprintf("INSERT INTO %s AS d (n, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone) "
-					 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-					 "ON CONFLICT (n) DO UPDATE SET command = $2, naptime = $3, database = $4, role = $5, runs = $6, restart = $7, run_timeout = $8, schedule = $9, timezone = $10, owner = current_user, saved_at = now()",
-					 dynbgw_qualified(fcinfo, "dynbgw_definitions"));
-	SPI_connect();
-	ret = SPI_execute_with_args(query, 10, argtypes, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not save the definition of dynbgw worker %d: %s",
-			 n, SPI_result_code_string(ret));
-	SPI_finish();
+	if (dynbgw_definitions_execute(fcinfo,
+								   "INSERT INTO %s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone) "
+								   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+								   "ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11, saved_at = pg_catalog.now()",
+								   11, argtypes, values, nulls) != 1)
+		elog(ERROR, "could not save the definition of dynbgw worker %d", n);
 }
 
-/* Delete worker n's saved definition, if the current role may see it. */
+/*
+ * Delete worker n's saved definition, if the current role may.  A forget
+ * that finds nothing to delete says so.
+ */
 void
 dynbgw_persist_forget(FunctionCallInfo fcinfo, int n)
 {
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(n)};
 
-	SPI_connect();
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE n = $1",
-									   dynbgw_qualified(fcinfo, "dynbgw_definitions")),
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not forget the definition of dynbgw worker %d", n);
-	SPI_finish();
+	if (dynbgw_definitions_execute(fcinfo, "DELETE FROM %s WHERE n = $1",
+								   1, argtypes, values, NULL) == 0)
+		ereport(NOTICE,
+				(errmsg("no saved definition of dynbgw worker %d in database \"%s\"",
+						n, get_database_name(MyDatabaseId)),
+				 errdetail("Definitions are saved in the database a worker was launched from, and each role may forget only its own.")));
 }
 
 /*
- * dynbgw_restore() returns setof (n integer, pid integer, error text)
- *
- * Launch every saved definition of this database that row security lets
- * the current role see and that is not running, as if_running => 'skip'
- * would, each as its owner, so that the owner's authority as it is now
- * decides.  One row per definition: the PID, or the error that kept it
- * from launching.  One failure does not stop the others.
+ * The trigger on dynbgw_definitions: a row's owner is the role that wrote
+ * it, unless a superuser wrote it.  Fires for every writer (ENABLE ALWAYS),
+ * BYPASSRLS and pg_write_all_data included.
  */
 Datum
-dynbgw_restore(PG_FUNCTION_ARGS)
+dynbgw_definitions_guard(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext callcontext = CurrentMemoryContext;
-	ResourceOwner callowner = CurrentResourceOwner;
-	Oid			saved_userid;
-	int			saved_sec_context;
-	char	   *launch;
-	SPITupleTable *rows;
-	uint64		count;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	AttrNumber	owner_att;
+	Oid			me = GetUserId();
+	bool		is_superuser = superuser();
+	HeapTuple	newtuple = NULL;
+	bool		isnull;
 
-	InitMaterializedSRF(fcinfo, 0);
-	launch = psprintf("SELECT %s(n => $1, command => $2, naptime => $3, database => $4, role => $5, runs => $6, restart => $7, run_timeout => $8, schedule => $9, timezone => $10, if_running => 'skip')",
-					  dynbgw_qualified(fcinfo, "dynbgw_launch"));
-
-	/* Read as the caller, row security deciding; launched as the owner. */
-	SPI_connect();
-	if (SPI_execute(psprintf("SELECT n, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone, owner FROM %s ORDER BY n",
-							 dynbgw_qualified(fcinfo, "dynbgw_definitions")),
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the saved definitions");
-	rows = SPI_tuptable;
-	count = SPI_processed;
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-
-	for (uint64 i = 0; i < count; i++)
-	{
-		bool		isnull;
-		int			n = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc,
-													1, &isnull));
-		char	   *owner = SPI_getvalue(rows->vals[i], rows->tupdesc, 11);
-		Datum		values[3];
-		bool		nulls[3] = {false, true, true};
-
-		values[0] = Int32GetDatum(n);
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(callcontext);
-		PG_TRY();
-		{
-			Oid			argtypes[10];
-			Datum		args[10];
-			char		argnulls[10];
-			Datum		pid;
-
-			for (int col = 0; col < 10; col++)
-			{
-				argtypes[col] = SPI_gettypeid(rows->tupdesc, col + 1);
-				args[col] = SPI_getbinval(rows->vals[i], rows->tupdesc, col + 1,
-										  &isnull);
-				argnulls[col] = isnull ? 'n' : ' ';
-			}
-
-			/* As the owner: its authority, not the caller's, decides. */
-			SetUserIdAndSecContext(get_role_oid(owner, false),
-								   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-			if (SPI_execute_with_args(launch, 10, argtypes, args, argnulls,
-									  false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not launch dynbgw worker %d", n);
-			pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-								1, &nulls[1]);
-			values[1] = pid;
-			SetUserIdAndSecContext(saved_userid, saved_sec_context);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(callcontext);
-			CurrentResourceOwner = callowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			SetUserIdAndSecContext(saved_userid, saved_sec_context);
-			MemoryContextSwitchTo(callcontext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(callcontext);
-			CurrentResourceOwner = callowner;
-			values[2] = CStringGetTextDatum(edata->message);
-			nulls[2] = false;
-		}
-		PG_END_TRY();
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	SPI_finish();
-	return (Datum) 0;
-}
-
-/*
- * With the library preloaded: a worker that starts with the server (and
- * again after each crash-restart) and runs dynbgw_restore() in each of
- * dynbgw.restore_databases, one worker a database, then waits until the
- * server stops, so that the postmaster starts it again after a crash.
- */
-void
-dynbgw_restore_launcher_main(Datum main_arg)
-{
-	List	   *databases;
-	ListCell   *lc;
-	char	   *list;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	list = pstrdup(dynbgw_restore_databases ? dynbgw_restore_databases : "");
-	if (!SplitIdentifierString(list, ',', &databases))
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in \"dynbgw.restore_databases\"")));
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"dynbgw_definitions_guard\" must be fired BEFORE ROW")));
+	rel = trigdata->tg_relation;
+	owner_att = get_attnum(RelationGetRelid(rel), "owner");
+	if (owner_att == InvalidAttrNumber)
+		elog(ERROR, "column \"owner\" of table \"%s\" does not exist",
+			 RelationGetRelationName(rel));
 
-	foreach(lc, databases)
+	/* Whose row it was: only the owner and superusers change it. */
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && !is_superuser)
 	{
-		BackgroundWorker worker;
-		BackgroundWorkerHandle *handle;
-		pid_t		pid;
+		HeapTuple	old = trigdata->tg_trigtuple;
+		Datum		owner = heap_getattr(old, owner_att, RelationGetDescr(rel), &isnull);
 
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-			BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = BGW_NEVER_RESTART;
-		strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
-		strlcpy(worker.bgw_function_name, "dynbgw_restore_database_main",
-				BGW_MAXLEN);
-		snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw restore %s",
-				 (char *) lfirst(lc));
-		strlcpy(worker.bgw_type, "dynbgw restore", BGW_MAXLEN);
-		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
-		worker.bgw_notify_pid = MyProcPid;
-		if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
-			WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		if (isnull || DatumGetObjectId(owner) != me)
 		{
-			ereport(LOG,
-					(errmsg("could not start the dynbgw restore of database \"%s\"",
-							(char *) lfirst(lc))));
-			continue;
-		}
-		(void) WaitForBackgroundWorkerShutdown(handle);
-	}
+			bool		n_isnull;
+			Datum		n = heap_getattr(old, get_attnum(RelationGetRelid(rel), "n"),
+										 RelationGetDescr(rel), &n_isnull);
+			char	   *name = isnull ? NULL :
+				GetUserNameFromId(DatumGetObjectId(owner), true);
 
-	for (;;)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-						 dynbgw_wait_event(DYNBGW_WAIT_NAP));
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to change the saved definition of dynbgw worker %d",
+							n_isnull ? 0 : DatumGetInt32(n)),
+					 name ?
+					 errdetail("It is owned by role \"%s\"; only that role and superusers may change it.",
+							   name) :
+					 errdetail("It is owned by a dropped role; only superusers may change it.")));
 		}
 	}
-}
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_trigtuple);
 
-/* Run dynbgw_restore() in one database, as the bootstrap superuser. */
-void
-dynbgw_restore_database_main(Datum main_arg)
-{
-	char		dbname[BGW_EXTRALEN];
-	uint64		count;
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "SELECT * FROM dynbgw_restore()");
-	if (SPI_execute("SELECT extnamespace::pg_catalog.regnamespace::pg_catalog.text "
-					"FROM pg_catalog.pg_extension WHERE extname = 'dynbgw'",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the dynbgw extension");
-	if (SPI_processed == 0)
+	/* Whose row it becomes. */
+	newtuple = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
+		trigdata->tg_trigtuple : trigdata->tg_newtuple;
 	{
-		ereport(LOG,
-				(errmsg("dynbgw is not installed in database \"%s\"; nothing to restore",
-						dbname)));
-		count = 0;
-	}
-	else
-	{
-		char	   *schema = SPI_getvalue(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1);
+		Datum		owner = heap_getattr(newtuple, owner_att,
+										 RelationGetDescr(rel), &isnull);
 
-		if (SPI_execute(psprintf("SELECT n, pid, error FROM %s.dynbgw_restore()",
-								 schema), false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not restore dynbgw workers");
-		count = SPI_processed;
-	}
-	for (uint64 i = 0; i < count; i++)
-	{
-		char	   *n = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *pid = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		char	   *error = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		if (isnull)
+		{
+			int			cols[1] = {owner_att};
+			Datum		values[1] = {ObjectIdGetDatum(me)};
+			bool		nulls[1] = {false};
 
-		if (error != NULL)
-			ereport(LOG,
-					(errmsg("dynbgw worker %s of database \"%s\" was not restored: %s",
-							n, dbname, error)));
-		else
-			ereport(LOG,
-					(errmsg("dynbgw worker %s of database \"%s\" restored, PID %s",
-							n, dbname, pid ? pid : "none (waiting to restart)")));
+			return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
+															 RelationGetDescr(rel),
+															 1, cols, values, nulls));
+		}
+		if (DatumGetObjectId(owner) != me && !is_superuser)
+		{
+			char	   *name = GetUserNameFromId(DatumGetObjectId(owner), true);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 name ?
+					 errmsg("permission denied to save a dynbgw definition in the name of role \"%s\"",
+							name) :
+					 errmsg("permission denied to save a dynbgw definition in the name of role with OID %u",
+							DatumGetObjectId(owner)),
+					 errdetail("Only superusers may save definitions that another role owns.")));
+		}
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	return PointerGetDatum(newtuple);
 }

@@ -608,10 +608,12 @@ $small->stop;
 ###########################################################################
 # 10. A right granted directly (EXECUTE on dynbgw_launch, not dynbgw_user)
 # in a database whose extension is then upgraded: the upgrade makes
-# dynbgw_launch anew, and the grant is gone with the old function, so the
-# worker ends at its next run.  Before, the check failed with "function
-# with OID ... does not exist", one run failed, and the runs after went on
-# unchecked for good.
+# dynbgw_launch anew and carries the grant over, and the check follows the
+# grant to the new function, so the worker keeps running; revoking the
+# grant on the new function ends it at its next run.  Before, the upgrade
+# dropped the grant and ended the worker; earlier still, the check failed
+# with "function with OID ... does not exist" and the runs after went on
+# unchecked.
 ###########################################################################
 
 my $up = new_node('upgrade');
@@ -627,8 +629,17 @@ like(as_role($up, 'carol', q{SELECT dynbgw_launch(1, 'INSERT INTO t VALUES (1)',
 	qr/^\d+$/, 'carol, with EXECUTE granted directly, launches worker 1 in a 1.0 database');
 my $up_offset = -s $up->logfile;
 $up->safe_psql('old', 'ALTER EXTENSION dynbgw UPDATE');
+my $rows = $up->safe_psql('old', 'SELECT count(*) FROM t');
+ok($up->poll_query_until('old', "SELECT count(*) > $rows + 3 FROM t"),
+	'after the upgrade, worker 1 goes on running');
+unlike(slurp_file($up->logfile, $up_offset), qr/ends for good/,
+	'it did not lose its authority');
+$up->safe_psql('old', q{
+	REVOKE EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint,
+	                                         interval, text, interval, interval, text, text,
+	                                         boolean) FROM carol});
 $up->wait_for_log(qr/dynbgw worker 1 ends for good/, $up_offset);
-pass('after the upgrade, worker 1 ends for good');
+pass('revoking the grant on the new function ends it for good');
 ok($up->poll_query_until('postgres', 'SELECT count(*) = 0 FROM dynbgw_workers'),
 	'it left the registry');
 $up->stop;

@@ -10,7 +10,9 @@
 # - Row security: each role sees and restores its own definitions only;
 #   superusers all of them.
 # - dynbgw_stop(..., forget => true) deletes a definition.
-# - pg_dump carries the definitions into another database.
+# - pg_dump leaves the definitions out and works for the database owner, a
+#   member of dynbgw_user and a plain role; dynbgw_dump_definitions() moves
+#   a role's definitions, replayed as that role in another database.
 
 use strict;
 use warnings;
@@ -54,9 +56,9 @@ is(as_role($node, 'alice', 'SELECT n, owner, role FROM dynbgw_definitions ORDER 
 	'1|alice|alice', 'alice sees her own definition only');
 is(as_role($node, undef, 'SELECT n, owner, schedule, timezone FROM dynbgw_definitions ORDER BY n'),
 	"1|alice||\n2|bob|0 3 * * *|Europe/Berlin", 'a superuser sees both');
-like(as_role($node, 'alice', q{INSERT INTO dynbgw_definitions (n, owner, database, role)
-                              VALUES (5, 'bob', 'postgres', 'bob')}),
-	qr/new row violates row-level security policy/,
+like(as_role($node, 'alice', q{INSERT INTO dynbgw_definitions (n, owner, role)
+                              VALUES (5, 'bob', 'bob')}),
+	qr/permission denied to save a dynbgw definition in the name of role "bob"/,
 	'alice cannot save a definition in bob\'s name');
 
 ###########################################################################
@@ -93,21 +95,40 @@ is(as_role($node, undef, 'SELECT string_agg(n::text, \',\') FROM dynbgw_definiti
 	'1', 'only alice\'s definition is left');
 
 ###########################################################################
-# 4. pg_dump carries the definitions: a dump restored into a new database
-# has them, and dynbgw_restore() there launches them.
+# 4. pg_dump works for every role that could dump the database without
+# dynbgw, and carries no definition; dynbgw_dump_definitions() prints
+# alice's as launches that, replayed by alice in another database, launch
+# and save them there as hers.
 ###########################################################################
 
-$node->safe_psql('postgres', 'CREATE DATABASE copy');
+$node->safe_psql('postgres', q{
+	CREATE ROLE dbo LOGIN; CREATE ROLE plain LOGIN;
+	ALTER DATABASE postgres OWNER TO dbo;
+	CREATE DATABASE copy});
+for my $role ('dbo', 'alice', 'plain')
+{
+	my ($dump_out, $dump_err);
+	my $ok = IPC::Run::run(
+		[ 'pg_dump', '-d', $node->connstr('postgres'), '-U', $role, '-T', 'ticks' ],
+		'>', \$dump_out, '2>', \$dump_err);
+	ok($ok, "pg_dump as $role works") or diag $dump_err;
+}
 my ($stdout, $stderr);
 IPC::Run::run([ 'pg_dump', '-d', $node->connstr('postgres') ],
 	'|', [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('copy') ],
 	'>', \$stdout, '2>', \$stderr)
   or diag $stderr;
-is($node->safe_psql('copy', 'SELECT n, owner, command FROM dynbgw_definitions'),
-	"1|alice|INSERT INTO ticks VALUES (current_user)", 'the dump carried the definition');
+is($node->safe_psql('copy', 'SELECT count(*) FROM dynbgw_definitions'),
+	'0', 'the dump carried no definition');
+my $script = as_role($node, 'alice', 'SELECT * FROM dynbgw_dump_definitions()');
+like($script, qr/^SELECT dynbgw_launch\(1, 'INSERT INTO ticks VALUES \(current_user\)', naptime => '01:00:00', database => NULL, role => NULL, .*persist => true\);$/,
+	'dynbgw_dump_definitions() prints alice\'s launch');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
-like($node->safe_psql('copy', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore()'),
-	qr/^1\|t\|$/, 'dynbgw_restore() in the copy launches it');
+like(as_role($node, 'alice', $script, 'copy'), qr/^\d+$/, 'alice replays it in the copy');
+is($node->safe_psql('copy', 'SELECT n, owner, database IS NULL FROM dynbgw_definitions'),
+	"1|alice|t", 'the copy has the definition, as alice\'s, for its own database');
+is($node->safe_psql('postgres', 'SELECT database, role FROM dynbgw_workers WHERE n = 1'),
+	"copy|alice", 'and its worker runs in the copy');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
 log_is_clean($node);
 $node->stop;

@@ -97,8 +97,9 @@ sub meta_problems
 	  && (ref $meta->{tags} ne 'ARRAY'
 		|| grep { !$str->($_) || length $_ > 255 } @{ $meta->{tags} });
 
-	# Extension versions are major.minor; the release is that and ".0".
-	my $expected = "$control_version.0";
+	# The release is the extension version as major.minor.patch: 1.1 is
+	# 1.1.0, 1.1.1 is itself.
+	my $expected = $control_version =~ /^\d+\.\d+$/ ? "$control_version.0" : $control_version;
 	push @p, "version $meta->{version} is not $expected from dynbgw.control"
 	  unless ($meta->{version} // '') eq $expected;
 	push @p, "provides dynbgw version is not $expected from dynbgw.control"

@@ -1,0 +1,534 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_restore.c
+ *		Launching saved definitions again: dynbgw_restore(), and with the
+ *		library preloaded, the workers that run it at every start.
+ *
+ * dynbgw_restore() launches the saved definitions of its database that the
+ * caller may act for (all for a superuser; otherwise those of roles it may
+ * SET ROLE to), each as its owner, so that the owner's authority as it is
+ * now decides.  Worker numbers are server-wide and definitions are per
+ * database, so a number held by anything but this very definition is
+ * reported, never taken for it.  Nothing here runs SQL: the table is read
+ * in C and dynbgw_launch is called through fmgr, so a superuser's restore
+ * runs nothing that a search_path or a database owner's settings could
+ * redirect.
+ *
+ * With dynbgw in shared_preload_libraries, the restore launcher starts with
+ * the server and again after each crash-restart.  It is connected to no
+ * database, reads pg_database to find those of dynbgw.restore_databases,
+ * and starts one restore worker per database, one after the other, each
+ * connected to its database as the bootstrap superuser.  So restoring
+ * takes one background worker slot for as long as the server runs, and
+ * one more while a database is restored.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+/* reading the catalogs and calling dynbgw_launch */
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "funcapi.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+#include "utils/varlena.h"
+
+/* the restore workers */
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+
+#include "dynbgw.h"
+
+PG_FUNCTION_INFO_V1(dynbgw_restore);
+
+char	   *dynbgw_restore_databases = NULL;
+
+/* dynbgw_launch's arguments, in the order of version 1.1's definition. */
+#define DYNBGW_LAUNCH_NARGS 13
+
+/* How long the launcher sleeps between looks at a restore worker. */
+#define DYNBGW_RESTORE_POLL_MS	1000
+
+/* What became of one saved definition. */
+typedef struct DynbgwRestored
+{
+	int			n;
+	int			pid;			/* 0: none */
+	char	   *error;			/* NULL: launched, or already running */
+} DynbgwRestored;
+
+/* The schema of an extension, read from pg_extension. */
+Oid
+dynbgw_extension_schema(Oid extoid)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			schema = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return schema;
+}
+
+/* dynbgw_launch of the extension in this schema, found without search_path. */
+static Oid
+dynbgw_launch_oid(Oid schema)
+{
+	static const Oid argtypes[DYNBGW_LAUNCH_NARGS] = {
+		INT4OID, TEXTOID, INTERVALOID, NAMEOID, NAMEOID, INT8OID, INTERVALOID,
+		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID
+	};
+
+	return LookupFuncName(list_make2(makeString(get_namespace_name(schema)),
+									 makeString("dynbgw_launch")),
+						  DYNBGW_LAUNCH_NARGS, argtypes, false);
+}
+
+/*
+ * Whether worker n, as the registry holds it, is this saved definition:
+ * launched from this database by the row's owner, as its role, in its
+ * database, with its command.  Otherwise an error message that says what
+ * holds the number; NULL and *pid 0 when nothing does.
+ */
+static char *
+dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+	DynbgwSlot *slot = &reg->slots[row->n - 1];
+	DynbgwDefinition *def = palloc(sizeof(DynbgwDefinition));
+	DynbgwState state;
+	const char *command = row->isnull[DYNBGW_SAVED_COMMAND] ? "" :
+		TextDatumGetCString(row->values[DYNBGW_SAVED_COMMAND]);
+	char	   *role;
+	char	   *database;
+
+	LWLockAcquire(&reg->lock, LW_SHARED);
+	state = slot->state;
+	*pid = slot->pid;
+	memcpy(def, &slot->def, sizeof(DynbgwDefinition));
+	LWLockRelease(&reg->lock);
+
+	if (state == DYNBGW_FREE)
+		return NULL;
+	if (def->kind == DYNBGW_KIND_SQL &&
+		def->launch_dboid == MyDatabaseId &&
+		def->launcher_roleoid == row->owner &&
+		def->roleoid == row->role &&
+		def->dboid == dboid &&
+		strcmp(def->command, command) == 0)
+		return NULL;
+
+	*pid = 0;
+	role = GetUserNameFromId(def->roleoid, true);
+	database = OidIsValid(def->dboid) ? get_database_name(def->dboid) : NULL;
+	return psprintf("dynbgw worker %d is taken by another worker: it runs as %s%s%s in %s%s%s",
+					row->n,
+					role ? "role \"" : "a dropped role", role ? role : "",
+					role ? "\"" : "",
+					database ? "database \"" : "no database",
+					database ? database : "", database ? "\"" : "");
+}
+
+/* Launch one saved definition as its owner; its PID, or 0 if it has none. */
+static int
+dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row, Oid dboid)
+{
+	FmgrInfo	flinfo;
+	Interval   *no_wait = palloc0(sizeof(Interval));
+	Oid			saved_userid;
+	int			saved_sec_context;
+	Datum		result;
+	AclResult	aclresult;
+	LOCAL_FCINFO(fc, DYNBGW_LAUNCH_NARGS);
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that saved dynbgw worker %d was dropped",
+						row->n)));
+	aclresult = object_aclcheck(ProcedureRelationId, launch_oid, row->owner,
+								ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, "dynbgw_launch");
+
+	fmgr_info(launch_oid, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, DYNBGW_LAUNCH_NARGS, InvalidOid,
+							 NULL, NULL);
+	for (int i = 0; i < DYNBGW_LAUNCH_NARGS; i++)
+	{
+		fc->args[i].value = (Datum) 0;
+		fc->args[i].isnull = true;
+	}
+#define DYNBGW_ARG(i, col) \
+	(fc->args[i].value = row->values[col], fc->args[i].isnull = row->isnull[col])
+	DYNBGW_ARG(0, DYNBGW_SAVED_N);
+	DYNBGW_ARG(1, DYNBGW_SAVED_COMMAND);
+	DYNBGW_ARG(2, DYNBGW_SAVED_NAPTIME);
+	DYNBGW_ARG(5, DYNBGW_SAVED_RUNS);
+	DYNBGW_ARG(6, DYNBGW_SAVED_RESTART);
+	DYNBGW_ARG(9, DYNBGW_SAVED_RUN_TIMEOUT);
+	DYNBGW_ARG(10, DYNBGW_SAVED_SCHEDULE);
+	DYNBGW_ARG(11, DYNBGW_SAVED_TIMEZONE);
+#undef DYNBGW_ARG
+	if (OidIsValid(row->database))
+	{
+		char	   *name = get_database_name(row->database);
+
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("the database of dynbgw worker %d was dropped",
+							row->n)));
+		fc->args[3].value = DirectFunctionCall1(namein, CStringGetDatum(name));
+		fc->args[3].isnull = false;
+	}
+	if (row->role != row->owner)
+	{
+		char	   *name = GetUserNameFromId(row->role, true);
+
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the role that dynbgw worker %d runs as was dropped",
+							row->n)));
+		fc->args[4].value = DirectFunctionCall1(namein, CStringGetDatum(name));
+		fc->args[4].isnull = false;
+	}
+	fc->args[7].value = CStringGetTextDatum("error");
+	fc->args[7].isnull = false;
+	fc->args[8].value = IntervalPGetDatum(no_wait);
+	fc->args[8].isnull = false;
+	fc->args[12].value = BoolGetDatum(false);
+	fc->args[12].isnull = false;
+
+	/* As the owner, as PostgreSQL runs work on another role's behalf. */
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	SetUserIdAndSecContext(row->owner,
+						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	result = FunctionCallInvoke(fc);
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+
+	return fc->isnull ? 0 : DatumGetInt32(result);
+}
+
+/*
+ * Restore the saved definitions of the extension in this schema that the
+ * current role may act for: a list of DynbgwRestored, ordered by n.  One
+ * failure does not stop the others, but as PL/pgSQL's WHEN OTHERS, a
+ * cancel is never caught.
+ */
+static List *
+dynbgw_restore_rows(Oid schema)
+{
+	MemoryContext callcontext = CurrentMemoryContext;
+	ResourceOwner callowner = CurrentResourceOwner;
+	Oid			launch_oid = dynbgw_launch_oid(schema);
+	List	   *restored = NIL;
+	ListCell   *lc;
+
+	foreach(lc, dynbgw_saved_read(schema))
+	{
+		DynbgwSaved *row = lfirst(lc);
+		DynbgwRestored *r = palloc0(sizeof(DynbgwRestored));
+		Oid			dboid = OidIsValid(row->database) ? row->database : MyDatabaseId;
+		Oid			saved_userid;
+		int			saved_sec_context;
+
+		if (!superuser() && !member_can_set_role(GetUserId(), row->owner))
+			continue;
+		r->n = row->n;
+		restored = lappend(restored, r);
+
+		GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(callcontext);
+		PG_TRY();
+		{
+			r->error = dynbgw_holder(row, dboid, &r->pid);
+			if (r->error == NULL && r->pid == 0)
+				r->pid = dynbgw_restore_one(launch_oid, row, dboid);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(callcontext);
+			CurrentResourceOwner = callowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(callcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			SetUserIdAndSecContext(saved_userid, saved_sec_context);
+			MemoryContextSwitchTo(callcontext);
+			CurrentResourceOwner = callowner;
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+				ReThrowError(edata);
+			r->pid = 0;
+			r->error = edata->message;
+		}
+		PG_END_TRY();
+	}
+	return restored;
+}
+
+/*
+ * dynbgw_restore() returns setof (n integer, pid integer, error text)
+ *
+ * One row per saved definition of this database that the caller may act
+ * for: the PID of the worker that runs it (launched now, or already
+ * running), NULL while it waits to be restarted, or the error that kept it
+ * from launching.
+ */
+Datum
+dynbgw_restore(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	foreach(lc, dynbgw_restore_rows(get_func_namespace(fcinfo->flinfo->fn_oid)))
+	{
+		DynbgwRestored *r = lfirst(lc);
+		Datum		values[3] = {Int32GetDatum(r->n), Int32GetDatum(r->pid), 0};
+		bool		nulls[3] = {false, r->pid == 0, r->error == NULL};
+
+		if (r->error != NULL)
+			values[2] = CStringGetTextDatum(r->error);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* ---- with the library preloaded ---- */
+
+/* GUC check hook: a list of database names. */
+bool
+dynbgw_check_restore_databases(char **newval, void **extra, GucSource source)
+{
+	char	   *list = pstrdup(*newval ? *newval : "");
+	List	   *names;
+	bool		ok = SplitIdentifierString(list, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(list);
+	return ok;
+}
+
+/* Called from _PG_init while shared_preload_libraries are loaded. */
+void
+dynbgw_register_restore_launcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	/* A connection to no database: pg_database, and SIGUSR1 handled. */
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dynbgw_restore_launcher_main",
+			BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "dynbgw restore launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "dynbgw restore launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* dynbgw's own entry points run only as what they were registered for. */
+static void
+dynbgw_require_registered_as(const char *function)
+{
+	if (MyBgworkerEntry == NULL ||
+		strcmp(MyBgworkerEntry->bgw_library_name, "dynbgw") != 0 ||
+		strcmp(MyBgworkerEntry->bgw_function_name, function) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s is not a background worker entry point", function)));
+}
+
+/*
+ * Start the restore worker of one database and wait until it has exited,
+ * serving shutdown requests.  False if the server is shutting down.
+ */
+static bool
+dynbgw_restore_database(const char *dbname, Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "dynbgw_restore_database_main",
+			BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw restore %s", dbname);
+	strlcpy(worker.bgw_type, "dynbgw restore", BGW_MAXLEN);
+	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(LOG,
+				(errmsg("could not start the dynbgw restore of database \"%s\"",
+						dbname),
+				 errhint("Raise max_worker_processes.")));
+		return true;
+	}
+
+	/* The postmaster's SIGUSR1 sets our latch; poll as well, to be sure. */
+	while (GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED)
+	{
+		if (ShutdownRequestPending)
+		{
+			TerminateBackgroundWorker(handle);
+			return false;
+		}
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 DYNBGW_RESTORE_POLL_MS,
+						 dynbgw_wait_event(DYNBGW_WAIT_LAUNCH));
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return true;
+}
+
+/*
+ * The restore launcher: restores each database of dynbgw.restore_databases
+ * in turn, then waits until the server stops, so that the postmaster
+ * starts it again after a crash-restart.  A stop request ends it cleanly,
+ * at shutdown or from pg_terminate_backend (it then stays away until the
+ * next server start).
+ */
+void
+dynbgw_restore_launcher_main(Datum main_arg)
+{
+	List	   *names;
+	ListCell   *lc;
+
+	dynbgw_require_registered_as("dynbgw_restore_launcher_main");
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	/* The check hook made sure the list parses. */
+	if (!SplitIdentifierString(pstrdup(dynbgw_restore_databases), ',', &names))
+		proc_exit(0);
+	foreach(lc, names)
+	{
+		const char *dbname = lfirst(lc);
+		Oid			dboid;
+
+		StartTransactionCommand();
+		dboid = get_database_oid(dbname, true);
+		CommitTransactionCommand();
+		if (!OidIsValid(dboid))
+			ereport(LOG,
+					(errmsg("database \"%s\" of dynbgw.restore_databases does not exist; not restored",
+							dbname)));
+		else if (!dynbgw_restore_database(dbname, dboid))
+			proc_exit(0);
+	}
+
+	while (!ShutdownRequestPending)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 dynbgw_wait_event(DYNBGW_WAIT_NAP));
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+	proc_exit(0);
+}
+
+/* A restore worker: restores its database as the bootstrap superuser. */
+void
+dynbgw_restore_database_main(Datum main_arg)
+{
+	Oid			dboid;
+	Oid			extoid;
+	char	   *dbname;
+
+	dynbgw_require_registered_as("dynbgw_restore_database_main");
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(dboid));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "restoring saved dynbgw definitions");
+	dbname = get_database_name(MyDatabaseId);
+	extoid = get_extension_oid("dynbgw", true);
+	if (!OidIsValid(extoid))
+		ereport(LOG,
+				(errmsg("dynbgw is not installed in database \"%s\"; nothing to restore",
+						dbname)));
+	else
+	{
+		ListCell   *lc;
+
+		foreach(lc, dynbgw_restore_rows(dynbgw_extension_schema(extoid)))
+		{
+			DynbgwRestored *r = lfirst(lc);
+
+			if (r->error != NULL)
+				ereport(LOG,
+						(errmsg("dynbgw worker %d of database \"%s\" was not restored: %s",
+								r->n, dbname, r->error)));
+			else if (r->pid != 0)
+				ereport(LOG,
+						(errmsg("dynbgw worker %d of database \"%s\" restored, PID %d",
+								r->n, dbname, r->pid)));
+			else
+				ereport(LOG,
+						(errmsg("dynbgw worker %d of database \"%s\" restored, waiting to restart",
+								r->n, dbname)));
+		}
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}

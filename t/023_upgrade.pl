@@ -1,0 +1,146 @@
+
+# Copyright (c) dynbgw authors
+
+# Upgrades are the users': ALTER EXTENSION dynbgw UPDATE keeps every grant
+# a DBA made and never ends a running worker.
+#
+# - From 1.0, through 1.1, to 1.1.1: direct EXECUTE grants on dynbgw_launch
+#   and dynbgw_stop, a revoke from dynbgw_user and a revoke from PUBLIC on
+#   dynbgw_workers survive the functions and views made anew; workers
+#   launched under a direct grant and under dynbgw_user keep running; and
+#   pg_dump still writes out the DBA's grants.
+# - From 1.1 to 1.1.1, saved definitions keep their meaning: owner and role
+#   by OID, the launching database as "this database", another database by
+#   OID; rows of roles that no longer exist are deleted with a warning; the
+#   table leaves pg_dump's configuration tables.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $node = PostgreSQL::Test::Cluster->new('main');
+$node->init;
+$node->append_conf('postgresql.conf', "max_worker_processes = 16");
+$node->start;
+
+###########################################################################
+# 1. 1.0 -> 1.1 -> 1.1.1 with a DBA's grants and running workers.
+###########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION dynbgw VERSION '1.0';
+	CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN; CREATE ROLE carol LOGIN;
+	GRANT dynbgw_user TO bob;
+	GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval) TO alice;
+	GRANT EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer) TO alice;
+	REVOKE EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer) FROM dynbgw_user;
+	REVOKE SELECT ON dynbgw_workers FROM PUBLIC;
+	GRANT SELECT ON dynbgw_workers TO carol;
+	CREATE TABLE ticks (who name);
+	GRANT INSERT ON ticks TO alice, bob;});
+
+like($node->safe_psql('postgres',
+		q{SET ROLE alice; SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user)', '100 ms')}),
+	qr/^\d+$/, 'alice launches worker 1 under her direct grant');
+like($node->safe_psql('postgres',
+		q{SET ROLE bob; SELECT dynbgw_launch(2, 'INSERT INTO ticks VALUES (current_user)', '100 ms')}),
+	qr/^\d+$/, 'bob launches worker 2 as a member of dynbgw_user');
+my $pids = $node->safe_psql('postgres', 'SELECT string_agg(pid::text, \',\' ORDER BY n) FROM dynbgw_workers');
+
+$node->safe_psql('postgres', "ALTER EXTENSION dynbgw UPDATE TO '1.1'");
+$node->safe_psql('postgres', 'ALTER EXTENSION dynbgw UPDATE');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
+	'1.1.1', 'updated to 1.1.1');
+
+my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean)';
+my $stop = 'dynbgw_stop(integer, interval, integer, boolean)';
+is($node->safe_psql('postgres', qq{
+	SELECT has_function_privilege('alice', '$launch', 'EXECUTE'),
+	       has_function_privilege('alice', '$stop', 'EXECUTE'),
+	       has_function_privilege('bob', '$launch', 'EXECUTE'),
+	       has_function_privilege('bob', '$stop', 'EXECUTE'),
+	       has_table_privilege('carol', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('bob', 'dynbgw_workers', 'SELECT')}),
+	't|t|t|f|t|f', 'the grants and revokes of the DBA survived both updates');
+
+# The workers go on: the same processes, and each inserts again.
+is($node->safe_psql('postgres', 'SELECT string_agg(pid::text, \',\' ORDER BY n) FROM dynbgw_workers'),
+	$pids, 'workers 1 and 2 still run, as the same processes');
+my $ticks = $node->safe_psql('postgres',
+	q{SELECT count(*) FILTER (WHERE who = 'alice') || ',' || count(*) FILTER (WHERE who = 'bob') FROM ticks});
+my ($alice_before, $bob_before) = split /,/, $ticks;
+ok( $node->poll_query_until('postgres', qq{
+	SELECT count(*) FILTER (WHERE who = 'alice') > $alice_before + 3
+	   AND count(*) FILTER (WHERE who = 'bob') > $bob_before + 3 FROM ticks}),
+	'both keep running after the updates');
+unlike(slurp_file($node->logfile), qr/lost the authority/,
+	'no worker lost its authority');
+
+like($node->safe_psql('postgres',
+		q{SET ROLE alice; SELECT dynbgw_launch(3, naptime => '1 hour')}),
+	qr/^\d+$/, 'alice still launches with her direct grant');
+is($node->safe_psql('postgres', q{SET ROLE alice; SELECT dynbgw_stop(n => 3)}),
+	't', 'and stops');
+
+# pg_dump writes out what the DBA changed, as without an update.
+my ($dump, $dump_err);
+IPC::Run::run([ 'pg_dump', '-s', '-d', $node->connstr('postgres') ],
+	'>', \$dump, '2>', \$dump_err)
+  or diag $dump_err;
+like($dump, qr/GRANT ALL ON FUNCTION public\.dynbgw_launch\(.*\) TO alice;/,
+	'pg_dump carries the grant to alice');
+like($dump, qr/REVOKE ALL ON FUNCTION public\.dynbgw_stop\(.*\) FROM dynbgw_user;/,
+	'and the revoke from dynbgw_user');
+like($dump, qr/REVOKE SELECT ON TABLE public\.dynbgw_workers FROM PUBLIC;/,
+	'and the revoke from PUBLIC');
+
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1), dynbgw_stop(n => 2)');
+
+###########################################################################
+# 2. 1.1 -> 1.1.1 with saved definitions.
+###########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE DATABASE app; CREATE DATABASE other;
+	CREATE ROLE ghost});
+$node->safe_psql('app', q{CREATE EXTENSION dynbgw VERSION '1.1'});
+# As 1.1 wrote them: names, and the launching database's own name.
+$node->safe_psql('app', q{
+	INSERT INTO dynbgw_definitions (n, owner, naptime, database, role) VALUES
+	    (4, 'bob', '1 hour', 'app', 'bob'),
+	    (5, 'bob', '1 hour', 'other', 'bob'),
+	    (6, 'ghost', '1 hour', 'app', 'ghost')});
+$node->safe_psql('postgres', 'DROP ROLE ghost');
+is($node->safe_psql('app', q{SELECT count(*) FROM pg_extension WHERE extname = 'dynbgw' AND extconfig IS NOT NULL}),
+	'1', 'in 1.1 the table is a configuration table');
+
+my ($ret, $out, $err) = $node->psql('app', 'ALTER EXTENSION dynbgw UPDATE');
+is($ret, 0, 'updated from 1.1 with definitions saved');
+like($err, qr/deleted 1 saved dynbgw definitions whose role or database no longer exists/,
+	'a warning counts the row of the dropped role');
+is($node->safe_psql('app', q{
+	SELECT string_agg(n || ':' || owner || ':' || role || ':' || coalesce((SELECT datname FROM pg_database WHERE oid = database), 'this'), ',' ORDER BY n)
+	FROM dynbgw_definitions}),
+	'4:bob:bob:this,5:bob:bob:other', 'owner and role by OID, this database as NULL, another by OID');
+is($node->safe_psql('app', q{SELECT count(*) FROM pg_extension WHERE extname = 'dynbgw' AND extconfig IS NOT NULL}),
+	'0', 'the table is no longer a configuration table');
+is($node->safe_psql('app', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore() ORDER BY n'),
+	"4|t|\n5|t|", 'both definitions restore');
+is($node->safe_psql('postgres', q{SELECT string_agg(n || ':' || database || ':' || role, ',' ORDER BY n) FROM dynbgw_workers}),
+	'4:app:bob,5:other:bob', 'each where it was saved for, as bob');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4), dynbgw_stop(n => 5)');
+
+# The update's own warning aside, the log is clean.
+unlike(slurp_file($node->logfile),
+	qr/leaked|PANIC|TRAP|server process .* was terminated|WARNING:  (?!deleted 1 saved)/,
+	'no other warning, leak or crash in the log');
+$node->stop;
+
+done_testing();
