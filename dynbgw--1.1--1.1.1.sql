@@ -5,10 +5,11 @@
 
 -- Saved definitions no longer travel in pg_dump's output: a dump must work
 -- for every role that could dump the database without dynbgw, and identity
--- must never be copied.  Leaving and rejoining the extension is what takes
--- a table off its list of configuration tables.
-ALTER EXTENSION dynbgw DROP TABLE dynbgw_definitions;
-ALTER EXTENSION dynbgw ADD TABLE dynbgw_definitions;
+-- must never be copied.  The table was the only configuration table; it
+-- leaves the list as pg_extension_config_dump() put it there, leaving its
+-- initial privileges, and so the DBA's grants in dumps, as they are.
+UPDATE pg_catalog.pg_extension SET extconfig = NULL, extcondition = NULL
+WHERE extname OPERATOR(pg_catalog.=) 'dynbgw';
 
 -- Roles are kept by OID, so that a dropped role's definitions are refused
 -- and a renamed role keeps its own; the database by OID, NULL for the
@@ -84,11 +85,12 @@ SELECT format('SELECT dynbgw_launch(%s, %s, naptime => %s, database => %s, role 
               quote_nullable(d.runs), quote_nullable(d.restart), quote_nullable(d.run_timeout),
               quote_nullable(d.schedule), quote_nullable(d.timezone))
 FROM @extschema@.dynbgw_definitions d
+WHERE d.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
 ORDER BY d.n
 $$;
 
 COMMENT ON FUNCTION dynbgw_dump_definitions() IS
-'SQL that launches and saves again the definitions you see, as whoever runs it';
+'SQL that launches and saves again your own definitions, as whoever runs it';
 
 REVOKE ALL ON FUNCTION dynbgw_dump_definitions() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dynbgw_dump_definitions() TO dynbgw_user;

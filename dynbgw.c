@@ -77,7 +77,7 @@ typedef struct DynbgwLaunch
 {
 	int			n;
 	uint64		generation;
-	bool		saved;			/* its definition was saved to a file */
+	bool		saved;			/* its definition may be in a file */
 	BackgroundWorkerHandle *handle;
 } DynbgwLaunch;
 
@@ -393,9 +393,13 @@ dynbgw_abandon_launch(int code, Datum arg)
 		TerminateBackgroundWorker(launch->handle);
 }
 
+/* Set just before the error that says a launch's worker was stopped. */
+bool		dynbgw_launch_was_stopped = false;
+
 static void
 dynbgw_launch_stopped(int n)
 {
+	dynbgw_launch_was_stopped = true;
 	ereport(ERROR,
 			(errcode(ERRCODE_QUERY_CANCELED),
 			 errmsg("dynbgw worker %d was stopped before it was ready", n)));
@@ -681,6 +685,7 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	bool		have_handle;
 	Latch	   *launcher_latch;
 	int			pid;
+	pid_t		ignored_pid;
 	int			kill_errno = 0;
 
 	LWLockAcquire(&dynbgw_reg->lock, LW_EXCLUSIVE);
@@ -741,9 +746,24 @@ dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline)
 	/*
 	 * The worker left the registry on its way out; only the rest of its
 	 * exit and the postmaster's reaping, which frees the background worker
-	 * slot for the next launch, remain.  That takes microseconds.
+	 * slot for the next launch, remain.  That takes microseconds.  Watched
+	 * through the registration, which a reused PID cannot fake; a worker
+	 * brought back by a crash-restart has a handle once it is ready.
 	 */
-	while (pid != 0 && kill(pid, 0) == 0)
+	if (!have_handle)
+	{
+		LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+		if (slot->generation == generation && slot->have_handle)
+		{
+			handle = slot->bgw_handle;
+			have_handle = true;
+		}
+		LWLockRelease(&dynbgw_reg->lock);
+	}
+	while (have_handle ?
+		   GetBackgroundWorkerPid((BackgroundWorkerHandle *) &handle,
+								  &ignored_pid) != BGWH_STOPPED :
+		   pid != 0 && kill(pid, 0) == 0)
 	{
 		if (GetCurrentTimestamp() >= deadline)
 			return false;
@@ -820,12 +840,24 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 					 errdetail("Its state is \"%s\".", dynbgw_state_name(state)),
 					 errhint("Stop it first, choose another number, or use if_running => 'skip' or 'replace'.")));
 
-		/* A launch or a stop in progress elsewhere finishes before we decide. */
+		/*
+		 * A launch or a stop in progress elsewhere finishes before we decide,
+		 * within the time a replace gives a worker to stop.
+		 */
 		if (state == DYNBGW_STARTING || state == DYNBGW_EXITED ||
 			state == DYNBGW_STOPPING)
 		{
-			(void) dynbgw_wait_slot(slot, generation, pid,
-									state != DYNBGW_STOPPING, DT_NOEND);
+			if (!dynbgw_wait_slot(slot, generation, pid,
+								  state != DYNBGW_STOPPING,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  DYNBGW_REPLACE_TIMEOUT_MS)))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_IN_USE),
+						 errmsg("dynbgw worker %d is still \"%s\"", n,
+								dynbgw_state_name(state)),
+						 errdetail("It did not leave that state within %d seconds.",
+								   DYNBGW_REPLACE_TIMEOUT_MS / 1000),
+						 errhint("Try again later, or stop it with dynbgw_stop(n => %d).", n)));
 			continue;
 		}
 		if (if_running == DYNBGW_IF_RUNNING_SKIP)
@@ -872,7 +904,7 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 	slot->last_result[0] = '\0';
 	launch.n = n;
 	launch.generation = slot->generation;
-	launch.saved = def->restart_s != BGW_NEVER_RESTART;
+	launch.saved = false;
 	launch.handle = NULL;
 	LWLockRelease(&dynbgw_reg->lock);
 
@@ -881,10 +913,18 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 		/* Saved once the number is ours, so that a skip saves nothing. */
 		if (persist != NULL)
 			dynbgw_persist_save(persist, n, def);
-		if (launch.saved)
-			dynbgw_save_worker(n, slot);
 		dynbgw_register(&launch, def->restart_s, slot_deadline);
 		pid = dynbgw_wait_until_ready(&launch);
+
+		/*
+		 * Only a launch that succeeds leaves a file for a crash-restart to
+		 * bring its worker back from: a worker restarted without one exits.
+		 */
+		if (def->restart_s != BGW_NEVER_RESTART)
+		{
+			launch.saved = true;
+			dynbgw_save_worker(n, slot);
+		}
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 
@@ -1424,6 +1464,7 @@ dynbgw_wait(PG_FUNCTION_ARGS)
 	DynbgwSlot *slot = &dynbgw_reg->slots[n - 1];
 	TimestampTz deadline = DT_NOEND;
 	uint64		waited = 0;
+	bool		lost = false;
 	DynbgwEnding state;
 	Datum		values[DYNBGW_WAIT_COLS];
 	bool		nulls[DYNBGW_WAIT_COLS];
@@ -1444,7 +1485,10 @@ dynbgw_wait(PG_FUNCTION_ARGS)
 			waited = slot->generation;
 		ended = slot->state == DYNBGW_FREE ||
 			(slot->ended.generation >= waited && slot->ended.generation != 0);
-		if (ended)
+		if (ended && waited != 0 && slot->ended.generation != waited &&
+			slot->ended_before.generation != waited)
+			lost = true;
+		else if (ended)
 			state = waited != 0 && slot->ended_before.generation == waited ?
 				slot->ended_before : slot->ended;
 		else
@@ -1473,6 +1517,11 @@ dynbgw_wait(PG_FUNCTION_ARGS)
 	}
 	ConditionVariableCancelSleep();
 
+	if (lost)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("how the launch of dynbgw worker %d that was waited for ended is no longer known", n),
+				 errdetail("Two later launches of it ended before the wait could look.")));
 	if (state.generation == 0)
 		return (Datum) 0;
 
@@ -1504,6 +1553,44 @@ dynbgw_wait(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* One run as a row of dynbgw_runs, with the visibility of dynbgw_workers. */
+static void
+dynbgw_put_run(ReturnSetInfo *rsinfo, const DynbgwRun *run)
+{
+	Datum		values[DYNBGW_RUNS_COLS];
+	bool		nulls[DYNBGW_RUNS_COLS];
+	char	   *rolename = GetUserNameFromId(run->roleoid, true);
+	char	   *dbname = get_database_name(run->dboid);
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = Int32GetDatum(run->n);
+	values[1] = Int64GetDatum((int64) run->launch);
+	values[2] = Int32GetDatum(run->pid);
+	nulls[0] = nulls[1] = nulls[2] = false;
+	values[3] = dynbgw_name_datum(rolename);
+	nulls[3] = rolename == NULL;
+	values[4] = dynbgw_name_datum(dbname);
+	nulls[4] = dbname == NULL;
+	if (dynbgw_may_see(run->roleoid))
+	{
+		values[5] = TimestampTzGetDatum(run->started);
+		values[6] = TimestampTzGetDatum(run->finished);
+		values[7] = dynbgw_interval_datum(run->finished - run->started);
+		values[8] = CStringGetTextDatum(dynbgw_run_status_names[run->status]);
+		nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
+		if (run->error_code != 0)
+		{
+			values[9] = CStringGetTextDatum(unpack_sql_state(run->error_code));
+			nulls[9] = false;
+		}
+		dynbgw_text_column(&values[10], &nulls[10], run->message,
+						   run->encoding);
+		dynbgw_text_column(&values[11], &nulls[11], run->result,
+						   PG_SQL_ASCII);
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 /*
  * dynbgw_runs() returns setof record
  *
@@ -1515,8 +1602,8 @@ dynbgw_runs(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwRun  *copy;
-	bool	   *copied;
+	DynbgwRun  *chunk;
+	MemoryContext rowcontext;
 	uint64		first;
 	int			count;
 
@@ -1527,64 +1614,36 @@ dynbgw_runs(PG_FUNCTION_ARGS)
 	LWLockRelease(&reg->lock);
 
 	/*
-	 * Copy the ring oldest first, a chunk a hold of the lock, so that a
-	 * large history does not keep the workers from their bookkeeping; a run
-	 * overwritten meanwhile is left out.  Names are looked up afterwards.
+	 * The ring oldest first, a chunk at a time: copied in one hold of the
+	 * lock, so that a large history does not keep the workers from their
+	 * bookkeeping, then turned into rows, which the tuplestore keeps within
+	 * work_mem.  So a call takes the same memory whatever
+	 * dynbgw.history_size is.  A run overwritten meanwhile is left out.
 	 */
-	copy = palloc(sizeof(DynbgwRun) * Max(count, 1));
-	copied = palloc0(sizeof(bool) * Max(count, 1));
+	chunk = palloc(sizeof(DynbgwRun) * DYNBGW_RUNS_CHUNK);
+	rowcontext = AllocSetContextCreate(CurrentMemoryContext, "dynbgw_runs row",
+									   ALLOCSET_SMALL_SIZES);
 	for (int start = 0; start < count; start += DYNBGW_RUNS_CHUNK)
 	{
+		int			copied = 0;
+
 		LWLockAcquire(&reg->lock, LW_SHARED);
 		for (int i = start; i < Min(count, start + DYNBGW_RUNS_CHUNK); i++)
 		{
 			if (reg->runs_recorded - (first + i) > (uint64) reg->history_size)
 				continue;
-			copy[i] = dynbgw_history(reg)[(first + i) % reg->history_size];
-			copied[i] = true;
+			chunk[copied++] = dynbgw_history(reg)[(first + i) % reg->history_size];
 		}
 		LWLockRelease(&reg->lock);
-	}
 
-	for (int i = 0; i < count; i++)
-	{
-		DynbgwRun  *run = &copy[i];
-		Datum		values[DYNBGW_RUNS_COLS];
-		bool		nulls[DYNBGW_RUNS_COLS];
-		char	   *rolename;
-		char	   *dbname;
-
-		if (!copied[i])
-			continue;
-		rolename = GetUserNameFromId(run->roleoid, true);
-		dbname = get_database_name(run->dboid);
-		memset(nulls, true, sizeof(nulls));
-		values[0] = Int32GetDatum(run->n);
-		values[1] = Int64GetDatum((int64) run->launch);
-		values[2] = Int32GetDatum(run->pid);
-		nulls[0] = nulls[1] = nulls[2] = false;
-		values[3] = dynbgw_name_datum(rolename);
-		nulls[3] = rolename == NULL;
-		values[4] = dynbgw_name_datum(dbname);
-		nulls[4] = dbname == NULL;
-		if (dynbgw_may_see(run->roleoid))
+		for (int i = 0; i < copied; i++)
 		{
-			values[5] = TimestampTzGetDatum(run->started);
-			values[6] = TimestampTzGetDatum(run->finished);
-			values[7] = dynbgw_interval_datum(run->finished - run->started);
-			values[8] = CStringGetTextDatum(dynbgw_run_status_names[run->status]);
-			nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
-			if (run->error_code != 0)
-			{
-				values[9] = CStringGetTextDatum(unpack_sql_state(run->error_code));
-				nulls[9] = false;
-			}
-			dynbgw_text_column(&values[10], &nulls[10], run->message,
-							   run->encoding);
-			dynbgw_text_column(&values[11], &nulls[11], run->result,
-							   PG_SQL_ASCII);
+			MemoryContext oldcontext = MemoryContextSwitchTo(rowcontext);
+
+			dynbgw_put_run(rsinfo, &chunk[i]);
+			MemoryContextSwitchTo(oldcontext);
+			MemoryContextReset(rowcontext);
 		}
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }

@@ -334,6 +334,7 @@ extern void dynbgw_command_check(List *parsetrees);
 extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
 							   char *result);
 extern void dynbgw_command_recover(void);
+extern void dynbgw_command_reset(void);
 
 /* What a worker counts against; see dynbgw_authority.c. */
 typedef enum DynbgwLimit
@@ -365,6 +366,9 @@ extern TimestampTz dynbgw_schedule_next(const DynbgwSchedule *schedule,
 										pg_tz *tz, TimestampTz after);
 extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
 								  char *name);
+
+/* dynbgw.c */
+extern bool dynbgw_launch_was_stopped;
 
 /* dynbgw_persist.c: a row of dynbgw_definitions, its columns in this order */
 typedef enum DynbgwSavedColumn
@@ -406,6 +410,7 @@ extern bool dynbgw_check_restore_databases(char **newval, void **extra,
 										   GucSource source);
 extern void dynbgw_register_restore_launcher(void);
 extern Oid	dynbgw_extension_schema(Oid extoid);
+extern Oid	dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok);
 extern PGDLLEXPORT void dynbgw_restore_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void dynbgw_restore_database_main(Datum main_arg);
 

@@ -32,7 +32,6 @@
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/catcache.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -80,7 +79,7 @@ dynbgw_authority_record(DynbgwDefinition *def, Oid launch_funcoid)
 }
 
 /*
- * The launch function a worker was launched with, or, when an upgrade has
+ * The launch function a worker was launched with, or, when an update has
  * made it anew (grants carried over), its successor: the extension's
  * dynbgw_launch of this database.  InvalidOid if there is none.
  */
@@ -88,28 +87,13 @@ static Oid
 dynbgw_launch_function_now(Oid launch_funcoid)
 {
 	Oid			extoid;
-	Oid			schema;
-	CatCList   *candidates;
-	Oid			found = InvalidOid;
 
 	if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(launch_funcoid)))
 		return launch_funcoid;
 	extoid = get_extension_oid("dynbgw", true);
 	if (!OidIsValid(extoid))
 		return InvalidOid;
-	schema = dynbgw_extension_schema(extoid);
-	candidates = SearchSysCacheList1(PROCNAMEARGSNSP,
-									 CStringGetDatum("dynbgw_launch"));
-	for (int i = 0; i < candidates->n_members; i++)
-	{
-		HeapTuple	tuple = &candidates->members[i]->tuple;
-		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tuple);
-
-		if (proc->pronamespace == schema)
-			found = proc->oid;
-	}
-	ReleaseSysCacheList(candidates);
-	return found;
+	return dynbgw_launch_oid(extoid, dynbgw_extension_schema(extoid), true);
 }
 
 static void

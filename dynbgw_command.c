@@ -19,6 +19,7 @@
 
 /* running statements */
 #include "access/xact.h"
+#include "commands/discard.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
 #include "pgstat.h"
@@ -36,6 +37,8 @@
 #include "replication/slot.h"
 
 #include "dynbgw.h"
+
+static void dynbgw_session_reset(void);
 
 /*
  * Reject what a command must not do, statement by statement: control the
@@ -122,6 +125,8 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 	StartTransactionCommand();
 	/* Parse trees must outlive a commit inside the run. */
 	MemoryContextSwitchTo(run_context);
+	/* The reset after each run makes sure the check is of who runs. */
+	Assert(GetUserId() == def->roleoid && GetSessionUserId() == def->roleoid);
 	dynbgw_authority_check(def, n);
 	result[0] = '\0';
 	if (command[0] == '\0')
@@ -190,13 +195,40 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 		CommandCounterIncrement();
 	}
 
-	/* Cursors declared WITH HOLD end with the run, like everything else. */
-	PortalHashTableDeleteAll();
 	if (!single)
 		EndImplicitTransactionBlock();
+	dynbgw_session_reset();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Nothing of a run outlives it: as DISCARD ALL, close portals (cursors
+ * declared WITH HOLD too), reset the session's role and settings to the
+ * worker's own, and drop prepared statements, listens, session advisory
+ * locks, cached plans, temporary tables and sequence caches.  In a
+ * transaction that is not a block.
+ */
+static void
+dynbgw_session_reset(void)
+{
+	DiscardStmt stmt;
+
+	memset(&stmt, 0, sizeof(stmt));
+	stmt.type = T_DiscardStmt;
+	stmt.target = DISCARD_ALL;
+	DiscardCommand(&stmt, true);
+}
+
+/* After a failed run, recovered from: the same reset, in its own transaction. */
+void
+dynbgw_command_reset(void)
+{
+	StartTransactionCommand();
+	dynbgw_session_reset();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
 }
 
 /*

@@ -250,8 +250,19 @@ dynbgw_wait_event(DynbgwWaitEvent event)
  * does.  Before 19 the command waits a few seconds for them, then fails.
  */
 #define BGWORKER_INTERRUPTIBLE	0
+
+/* 19 sets log_min_messages per process type. */
+#define dynbgw_log_min_messages		log_min_messages
+
+/* 19 types the ignoring handler as a handler. */
+#define PG_SIG_IGN	SIG_IGN
+
+/* 19 gives table_beginscan() flags for the caller's own scan options. */
+#define table_beginscan(rel, snapshot, nkeys, key, flags) \
+	table_beginscan(rel, snapshot, nkeys, key)
 #else
 #define dynbgw_name_tranche(id, name)	((void) 0)
+#define dynbgw_log_min_messages		log_min_messages[MyBackendType]
 #endif
 
 /*

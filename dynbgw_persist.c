@@ -40,6 +40,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -119,7 +120,7 @@ dynbgw_saved_read(Oid schema)
 	}
 
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL, 0);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		DynbgwSaved *row = palloc0(sizeof(DynbgwSaved));
@@ -216,12 +217,22 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 {
 	Oid			schema = dynbgw_caller_schema(fcinfo);
 	char	   *table;
+	int			save_nestlevel;
 	int			ret;
 
 	/* Refuses the layout of 1.1 with a clear error. */
 	table_close(dynbgw_definitions_open(schema, AccessShareLock), AccessShareLock);
 	table = quote_qualified_identifier(get_namespace_name(schema),
 									   DYNBGW_DEFINITIONS);
+
+	/*
+	 * A superuser's session may have a search_path that a database owner
+	 * set: nothing in these queries may resolve through it.
+	 */
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	SPI_connect();
 	ret = SPI_execute_with_args(psprintf(query, table), nargs, argtypes,
 								values, nulls, false, 0);
@@ -230,6 +241,7 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 			 SPI_result_code_string(ret));
 	ret = (int) SPI_processed;
 	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
 	return ret;
 }
 
@@ -284,7 +296,7 @@ dynbgw_persist_forget(FunctionCallInfo fcinfo, int n)
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(n)};
 
-	if (dynbgw_definitions_execute(fcinfo, "DELETE FROM %s WHERE n = $1",
+	if (dynbgw_definitions_execute(fcinfo, "DELETE FROM %s WHERE n OPERATOR(pg_catalog.=) $1",
 								   1, argtypes, values, NULL) == 0)
 		ereport(NOTICE,
 				(errmsg("no saved definition of dynbgw worker %d in database \"%s\"",

@@ -79,7 +79,6 @@ dynbgw_registry_init(void *ptr, void *arg)
 	reg->last_generation = GetCurrentTimestamp();
 	for (int i = 0; i < shape->capacity; i++)
 		ConditionVariableInit(&reg->slots[i].state_cv);
-	dynbgw_remove_stale_saved();
 }
 
 /* The history ring of the last runs, right after the slots. */
@@ -122,6 +121,7 @@ dynbgw_registry(void)
 #endif
 	DynbgwShape shape;
 	bool		found;
+	bool		created = false;
 
 	if (dynbgw_reg != NULL)
 		return dynbgw_reg;
@@ -132,6 +132,7 @@ dynbgw_registry(void)
 												dynbgw_shape_init, &found, NULL);
 	dynbgw_reg = GetNamedDSMSegment("dynbgw", dynbgw_registry_size(&shape),
 									dynbgw_registry_init, &found, &shape);
+	created = !found;
 #else
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	anchor = ShmemInitStruct("dynbgw", sizeof(DynbgwAnchor), &found);
@@ -145,6 +146,7 @@ dynbgw_registry(void)
 		dynbgw_registry_init(dsm_segment_address(seg), &shape);
 		dsm_pin_segment(seg);
 		anchor->registry_handle = dsm_segment_handle(seg);
+		created = true;
 	}
 	else
 	{
@@ -167,6 +169,14 @@ dynbgw_registry(void)
 				 errhint("Restart the server after installing a new version of dynbgw.")));
 	}
 	dynbgw_name_tranche(dynbgw_reg->tranche_id, "dynbgw");
+
+	/*
+	 * Files are read and removed outside the lock the registry was made
+	 * under.  Only files of an earlier server life go, so a launch that
+	 * saved one meanwhile keeps it.
+	 */
+	if (created)
+		dynbgw_remove_stale_saved();
 	return dynbgw_reg;
 }
 

@@ -28,10 +28,14 @@
 
 /* reading the catalogs and calling dynbgw_launch */
 #include "access/genam.h"
+#include "access/heapam.h"
+#include "access/tableam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -46,6 +50,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/tuplestore.h"
 #include "utils/varlena.h"
 
@@ -99,18 +104,33 @@ dynbgw_extension_schema(Oid extoid)
 	return schema;
 }
 
-/* dynbgw_launch of the extension in this schema, found without search_path. */
-static Oid
-dynbgw_launch_oid(Oid schema)
+/*
+ * The extension's dynbgw_launch (version 1.1's signature) in its schema,
+ * found without search_path; a function of that name that is not the
+ * extension's does not count.  InvalidOid if missing_ok and there is none.
+ */
+Oid
+dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
 {
 	static const Oid argtypes[DYNBGW_LAUNCH_NARGS] = {
 		INT4OID, TEXTOID, INTERVALOID, NAMEOID, NAMEOID, INT8OID, INTERVALOID,
 		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID
 	};
+	Oid			funcoid;
 
-	return LookupFuncName(list_make2(makeString(get_namespace_name(schema)),
-									 makeString("dynbgw_launch")),
-						  DYNBGW_LAUNCH_NARGS, argtypes, false);
+	funcoid = LookupFuncName(list_make2(makeString(get_namespace_name(schema)),
+										makeString("dynbgw_launch")),
+							 DYNBGW_LAUNCH_NARGS, argtypes, missing_ok);
+	if (OidIsValid(funcoid) &&
+		getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
+	{
+		if (!missing_ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("function dynbgw_launch is not the dynbgw extension's")));
+		funcoid = InvalidOid;
+	}
+	return funcoid;
 }
 
 /*
@@ -123,7 +143,7 @@ static char *
 dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwSlot *slot = &reg->slots[row->n - 1];
+	DynbgwSlot *slot;
 	DynbgwDefinition *def = palloc(sizeof(DynbgwDefinition));
 	DynbgwState state;
 	const char *command = row->isnull[DYNBGW_SAVED_COMMAND] ? "" :
@@ -131,6 +151,10 @@ dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 	char	   *role;
 	char	   *database;
 
+	if (row->n < 1 || row->n > reg->capacity)
+		return psprintf("dynbgw worker %d is beyond dynbgw.max_workers (%d)",
+						row->n, reg->capacity);
+	slot = &reg->slots[row->n - 1];
 	LWLockAcquire(&reg->lock, LW_SHARED);
 	state = slot->state;
 	*pid = slot->pid;
@@ -160,7 +184,7 @@ dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 
 /* Launch one saved definition as its owner; its PID, or 0 if it has none. */
 static int
-dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row, Oid dboid)
+dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 {
 	FmgrInfo	flinfo;
 	Interval   *no_wait = palloc0(sizeof(Interval));
@@ -242,25 +266,64 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row, Oid dboid)
 }
 
 /*
+ * A definition whose worker does not start within this long is given up,
+ * so that one cannot hold up the others (a worker blocked connecting, say).
+ */
+#define DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS	10000
+
+static volatile sig_atomic_t restore_timed_out = false;
+static TimeoutId restore_timeout_id = MAX_TIMEOUTS;
+
+/* Ends a launch that takes too long, as statement_timeout would. */
+static void
+dynbgw_restore_timeout_handler(void)
+{
+	restore_timed_out = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+}
+
+/* One saved definition, unless this very definition holds its number. */
+static void
+dynbgw_restore_row(Oid launch_oid, const DynbgwSaved *row, DynbgwRestored *r)
+{
+	Oid			dboid = OidIsValid(row->database) ? row->database : MyDatabaseId;
+
+	r->error = dynbgw_holder(row, dboid, &r->pid);
+	if (r->error != NULL || r->pid != 0)
+		return;
+	enable_timeout_after(restore_timeout_id, DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS);
+	r->pid = dynbgw_restore_one(launch_oid, row);
+	disable_timeout(restore_timeout_id, false);
+	/* Fired just as the launch returned: nothing left to cancel. */
+	if (restore_timed_out)
+		QueryCancelPending = false;
+}
+
+/*
  * Restore the saved definitions of the extension in this schema that the
  * current role may act for: a list of DynbgwRestored, ordered by n.  One
  * failure does not stop the others, but as PL/pgSQL's WHEN OTHERS, a
  * cancel is never caught.
  */
 static List *
-dynbgw_restore_rows(Oid schema)
+dynbgw_restore_rows(Oid extoid, Oid schema)
 {
 	MemoryContext callcontext = CurrentMemoryContext;
 	ResourceOwner callowner = CurrentResourceOwner;
-	Oid			launch_oid = dynbgw_launch_oid(schema);
+	Oid			launch_oid = dynbgw_launch_oid(extoid, schema, false);
 	List	   *restored = NIL;
 	ListCell   *lc;
+
+	if (restore_timeout_id == MAX_TIMEOUTS)
+		restore_timeout_id = RegisterTimeout(USER_TIMEOUT,
+											 dynbgw_restore_timeout_handler);
 
 	foreach(lc, dynbgw_saved_read(schema))
 	{
 		DynbgwSaved *row = lfirst(lc);
 		DynbgwRestored *r = palloc0(sizeof(DynbgwRestored));
-		Oid			dboid = OidIsValid(row->database) ? row->database : MyDatabaseId;
 		Oid			saved_userid;
 		int			saved_sec_context;
 
@@ -270,13 +333,13 @@ dynbgw_restore_rows(Oid schema)
 		restored = lappend(restored, r);
 
 		GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+		restore_timed_out = false;
+		dynbgw_launch_was_stopped = false;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(callcontext);
 		PG_TRY();
 		{
-			r->error = dynbgw_holder(row, dboid, &r->pid);
-			if (r->error == NULL && r->pid == 0)
-				r->pid = dynbgw_restore_one(launch_oid, row, dboid);
+			dynbgw_restore_row(launch_oid, row, r);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(callcontext);
 			CurrentResourceOwner = callowner;
@@ -285,6 +348,7 @@ dynbgw_restore_rows(Oid schema)
 		{
 			ErrorData  *edata;
 
+			disable_timeout(restore_timeout_id, false);
 			MemoryContextSwitchTo(callcontext);
 			edata = CopyErrorData();
 			FlushErrorState();
@@ -292,10 +356,20 @@ dynbgw_restore_rows(Oid schema)
 			SetUserIdAndSecContext(saved_userid, saved_sec_context);
 			MemoryContextSwitchTo(callcontext);
 			CurrentResourceOwner = callowner;
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+
+			/*
+			 * 57014 is also what a launch says when its worker was stopped,
+			 * and what our own deadline raises; only a cancel of the call
+			 * ends the call.
+			 */
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				!restore_timed_out && !dynbgw_launch_was_stopped)
 				ReThrowError(edata);
 			r->pid = 0;
-			r->error = edata->message;
+			r->error = restore_timed_out ?
+				psprintf("dynbgw worker %d did not start within %d seconds",
+						 r->n, DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS / 1000) :
+				edata->message;
 		}
 		PG_END_TRY();
 	}
@@ -317,7 +391,8 @@ dynbgw_restore(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	foreach(lc, dynbgw_restore_rows(get_func_namespace(fcinfo->flinfo->fn_oid)))
+	foreach(lc, dynbgw_restore_rows(get_extension_oid("dynbgw", false),
+									get_func_namespace(fcinfo->flinfo->fn_oid)))
 	{
 		DynbgwRestored *r = lfirst(lc);
 		Datum		values[3] = {Int32GetDatum(r->n), Int32GetDatum(r->pid), 0};
@@ -430,6 +505,36 @@ dynbgw_restore_database(const char *dbname, Oid dboid)
 }
 
 /*
+ * A database's OID by name, without a database of our own: a heap scan of
+ * pg_database, as the autovacuum launcher lists databases (with no
+ * database, the relation cache cannot open the catalog's indexes yet).
+ */
+static Oid
+dynbgw_database_oid(const char *dbname)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	Oid			dboid = InvalidOid;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (strcmp(NameStr(db->datname), dbname) == 0)
+			dboid = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dboid;
+}
+
+/*
  * The restore launcher: restores each database of dynbgw.restore_databases
  * in turn, then waits until the server stops, so that the postmaster
  * starts it again after a crash-restart.  A stop request ends it cleanly,
@@ -456,9 +561,7 @@ dynbgw_restore_launcher_main(Datum main_arg)
 		const char *dbname = lfirst(lc);
 		Oid			dboid;
 
-		StartTransactionCommand();
-		dboid = get_database_oid(dbname, true);
-		CommitTransactionCommand();
+		dboid = dynbgw_database_oid(dbname);
 		if (!OidIsValid(dboid))
 			ereport(LOG,
 					(errmsg("database \"%s\" of dynbgw.restore_databases does not exist; not restored",
@@ -510,7 +613,7 @@ dynbgw_restore_database_main(Datum main_arg)
 	{
 		ListCell   *lc;
 
-		foreach(lc, dynbgw_restore_rows(dynbgw_extension_schema(extoid)))
+		foreach(lc, dynbgw_restore_rows(extoid, dynbgw_extension_schema(extoid)))
 		{
 			DynbgwRestored *r = lfirst(lc);
 

@@ -22,6 +22,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "libpq/pqsignal.h"
 #include "tcop/tcopprot.h"
 
 /* the schedule and its runs */
@@ -76,7 +77,10 @@ dynbgw_sigint(SIGNAL_ARGS)
 
 	if (in_run)
 	{
-		cancel_requested = true;
+		/* statement_timeout and lock_timeout signal a cancel too. */
+		if (!get_timeout_indicator(STATEMENT_TIMEOUT, false) &&
+			!get_timeout_indicator(LOCK_TIMEOUT, false))
+			cancel_requested = true;
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
@@ -109,6 +113,14 @@ dynbgw_sigterm(SIGNAL_ARGS)
 	die(postgres_signal_arg, pg_siginfo);
 }
 
+/*
+ * The launcher reports why a worker could not start, so until the worker is
+ * ready every error must reach this hook, whatever log_min_messages says:
+ * it is lowered to ERROR meanwhile, and what the setting would have kept
+ * out of the log is kept out here.
+ */
+static int	log_min_messages_wanted = -1;	/* -1: not lowered */
+
 static void
 dynbgw_remember_error(ErrorData *edata)
 {
@@ -117,8 +129,27 @@ dynbgw_remember_error(ErrorData *edata)
 		last_error_code = edata->sqlerrcode;
 		strlcpy(last_error, edata->message, sizeof(last_error));
 	}
+	if (log_min_messages_wanted >= 0 && edata->elevel < log_min_messages_wanted)
+		edata->output_to_server = false;
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
+}
+
+static void
+dynbgw_catch_startup_errors(bool catching)
+{
+	if (catching && dynbgw_log_min_messages > ERROR)
+	{
+		log_min_messages_wanted = dynbgw_log_min_messages;
+		dynbgw_log_min_messages = ERROR;
+	}
+	else if (!catching && log_min_messages_wanted >= 0)
+	{
+		/* Unless a setting of the role or database came meanwhile. */
+		if (dynbgw_log_min_messages == ERROR)
+			dynbgw_log_min_messages = log_min_messages_wanted;
+		log_min_messages_wanted = -1;
+	}
 }
 
 /*
@@ -188,6 +219,8 @@ dynbgw_worker_exit(int code, Datum arg)
 		return;
 	reg = dynbgw_registry();
 
+	/* An error or FATAL may have come with the registry lock held. */
+	LWLockReleaseAll();
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
 	{
@@ -276,7 +309,7 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwSlot *slot;
-	DynbgwDefinition *def = NULL;
+	DynbgwDefinition *def;
 	DynbgwSavedWorker *saved;
 	bool		have_saved;
 
@@ -286,6 +319,8 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 
 	/* Only a slot lost to a crash-restart is worth reading the file for. */
 	saved = palloc(sizeof(DynbgwSavedWorker));
+	/* Allocated before the lock: nothing allocates while holding it. */
+	def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
 	LWLockAcquire(&reg->lock, LW_SHARED);
 	have_saved = slot->state == DYNBGW_FREE &&
 		slot->generation < args->generation;
@@ -331,11 +366,17 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 		my_generation = args->generation;
 		my_number = args->n;
 		my_runs = slot->runs;
-		def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
 		memcpy(def, &slot->def, sizeof(DynbgwDefinition));
 	}
 	LWLockRelease(&reg->lock);
 	pfree(saved);
+	if (my_slot == NULL)
+	{
+		/* Not ours after all: neither is a file a crash-restart left for us. */
+		dynbgw_forget_worker(args->n, args->generation);
+		pfree(def);
+		return NULL;
+	}
 	return def;
 }
 
@@ -380,6 +421,7 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 	if (!my_slot->have_handle && my_slot->launcher_latch == NULL)
 		found_handle = dynbgw_find_own_handle(&handle);
 
+	dynbgw_catch_startup_errors(false);
 	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
 	stop = my_slot->stop_requested;
 	if (!stop)
@@ -593,6 +635,12 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	in_run = false;
 	/* a cancel that came too late to cancel anything */
 	QueryCancelPending = false;
+	/* A failed run leaves the session as a successful one does. */
+	if (edata != NULL)
+	{
+		dynbgw_command_reset();
+		MemoryContextSwitchTo(run_context);
+	}
 
 	finished = GetCurrentTimestamp();
 	if (dynbgw_authority_revoked)
@@ -698,6 +746,26 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 	}
 }
 
+/*
+ * As bgworker.c's bgworker_die(): what SIGTERM does to an entry point that
+ * was not written for dynbgw.
+ */
+static void
+dynbgw_entry_point_die(SIGNAL_ARGS)
+{
+	stop_requested = true;
+	ereport(FATAL,
+			(errcode(ERRCODE_ADMIN_SHUTDOWN),
+			 errmsg("terminating background worker \"%s\" due to administrator command",
+					MyBgworkerEntry->bgw_type)));
+}
+
+/*
+ * Call a library's entry point with the contract PostgreSQL documents for
+ * one: SIGTERM ends the process even if the code never checks for
+ * interrupts, SIGHUP is ignored until it sets a handler, and signals are
+ * blocked until it calls BackgroundWorkerUnblockSignals().
+ */
 static void
 dynbgw_call_entry_point(const DynbgwDefinition *def)
 {
@@ -709,6 +777,13 @@ dynbgw_call_entry_point(const DynbgwDefinition *def)
 	/* The entry point sees its argument where it would if registered. */
 	MyBgworkerEntry->bgw_main_arg = Int64GetDatum(def->arg);
 	dynbgw_report_ready(DYNBGW_RUNNING, 0);
+
+	sigprocmask(SIG_SETMASK, &BlockSig, NULL);
+	pqsignal(SIGTERM, dynbgw_entry_point_die);
+	pqsignal(SIGHUP, PG_SIG_IGN);
+	/* A stop that came before the handler was set is not lost. */
+	if (stop_requested)
+		kill(MyProcPid, SIGTERM);
 	entry(Int64GetDatum(def->arg));
 }
 
@@ -727,6 +802,7 @@ dynbgw_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = dynbgw_remember_error;
+	dynbgw_catch_startup_errors(true);
 
 	def = dynbgw_claim(&args);
 	if (def == NULL)
@@ -742,7 +818,8 @@ dynbgw_worker_main(Datum main_arg)
 		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid,
 												  DYNBGW_CONNECT_FLAGS);
 		snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
-		SetConfigOption("application_name", name, PGC_USERSET, PGC_S_SESSION);
+		/* The value a run's RESET, and the reset after it, return to. */
+		SetConfigOption("application_name", name, PGC_USERSET, PGC_S_OVERRIDE);
 	}
 	if (def->kind == DYNBGW_KIND_SQL)
 		dynbgw_check_start(def);
@@ -759,7 +836,9 @@ dynbgw_worker_main(Datum main_arg)
 /*
  * A minimal entry point for dynbgw_launch_function(): it waits on its latch
  * until terminated, or for main_arg milliseconds if that is positive.  Used
- * by the tests and to measure the cost of a bare worker.
+ * by the tests and to measure the cost of a bare worker.  Written to
+ * PostgreSQL's plain contract for entry points: it unblocks signals and
+ * leaves SIGTERM to the default handler, never checking for interrupts.
  */
 void
 dynbgw_sleep_main(Datum main_arg)
@@ -768,6 +847,7 @@ dynbgw_sleep_main(Datum main_arg)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until = DT_NOEND;
 
+	BackgroundWorkerUnblockSignals();
 	/* A timeout past the end of time is no timeout. */
 	if (timeout_ms > 0 && timeout_ms < (DT_NOEND - now) / 1000)
 		until = now + timeout_ms * 1000;
@@ -780,6 +860,5 @@ dynbgw_sleep_main(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, dynbgw_wait_event(DYNBGW_WAIT_NAP));
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
 	}
 }

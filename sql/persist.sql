@@ -66,12 +66,22 @@ SELECT n, owner FROM dynbgw_definitions ORDER BY n;
 SELECT dynbgw_stop(n => 5, forget => true);
 RESET ROLE;
 
--- dynbgw_dump_definitions() prints what re-creates the caller's rows, as
--- whoever replays them.
+-- dynbgw_dump_definitions() prints what re-creates the caller's own rows,
+-- as whoever replays them; a superuser's call prints none of ben's, so that
+-- no replay turns ben's definition into a superuser's.
+SELECT count(*) AS superuser_sees_of_bens FROM dynbgw_dump_definitions();
 SET ROLE regress_dynbgw_ben;
 SELECT * FROM dynbgw_dump_definitions();
 SELECT dynbgw_stop(n => 1, forget => true);
 SELECT count(*) AS left_over FROM dynbgw_definitions;
+RESET ROLE;
+
+-- A number beyond dynbgw.max_workers can be saved (the table does not
+-- know the setting) but not restored: an error row, nothing more.
+SET ROLE regress_dynbgw_ann;
+DELETE FROM dynbgw_definitions;
+INSERT INTO dynbgw_definitions (n, naptime, role) VALUES (2000000000, '1 hour', 'regress_dynbgw_ann');
+SELECT n, pid, error FROM dynbgw_restore();
 RESET ROLE;
 
 DELETE FROM dynbgw_definitions;

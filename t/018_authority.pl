@@ -634,7 +634,15 @@ ok($up->poll_query_until('old', "SELECT count(*) > $rows + 3 FROM t"),
 	'after the upgrade, worker 1 goes on running');
 unlike(slurp_file($up->logfile, $up_offset), qr/ends for good/,
 	'it did not lose its authority');
+# A function of the same name planted in the extension's schema is not
+# the extension's, and does not keep the worker going.
 $up->safe_psql('old', q{
+	CREATE FUNCTION public.dynbgw_launch(a1 int, a2 int, a3 int, a4 int, a5 int, a6 int,
+	                                     a7 int, a8 int, a9 int, a10 int, a11 int, a12 int,
+	                                     a13 int, a14 int)
+	RETURNS int LANGUAGE sql AS 'SELECT 0';
+	GRANT EXECUTE ON FUNCTION public.dynbgw_launch(int, int, int, int, int, int, int, int,
+	                                               int, int, int, int, int, int) TO carol;
 	REVOKE EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint,
 	                                         interval, text, interval, interval, text, text,
 	                                         boolean) FROM carol});

@@ -13,6 +13,7 @@
 # - pg_dump leaves the definitions out and works for the database owner, a
 #   member of dynbgw_user and a plain role; dynbgw_dump_definitions() moves
 #   a role's definitions, replayed as that role in another database.
+# - dynbgw_restore() never swallows a cancel.
 
 use strict;
 use warnings;
@@ -23,6 +24,7 @@ use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use Time::HiRes qw(time);
 
 my $node = new_node('main');
 $node->safe_psql('postgres', q{
@@ -130,11 +132,88 @@ is($node->safe_psql('copy', 'SELECT n, owner, database IS NULL FROM dynbgw_defin
 is($node->safe_psql('postgres', 'SELECT database, role FROM dynbgw_workers WHERE n = 1'),
 	"copy|alice", 'and its worker runs in the copy');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
+
+###########################################################################
+# 5. A cancel is never swallowed: a restore whose launch waits (its worker
+# blocks connecting to a database that another session renames in an open
+# transaction) ends at statement_timeout with 57014, not with an error row.
+###########################################################################
+
+$node->safe_psql('postgres', q{
+	DELETE FROM dynbgw_definitions;
+	CREATE DATABASE blocked;
+	SELECT dynbgw_launch(6, naptime => '1 hour', database => 'blocked', persist => true);
+	SELECT dynbgw_stop(n => 6);});
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN; ALTER DATABASE blocked RENAME TO blocked_now');
+my ($ret, $out, $err) = $node->psql('postgres',
+	"SET statement_timeout = '1s'; SELECT n, pid, error FROM dynbgw_restore() ORDER BY n",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+isnt($ret, 0, 'the restore was cancelled');
+like($err, qr/57014: canceling statement due to statement timeout/,
+	'by statement_timeout, which it did not catch');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+registry_is($node, [], 'the cancelled launch left nothing');
+
+# Without a cancel, the blocked launch is given up after 10 seconds and the
+# rows after it are restored; a launch whose worker another session stops
+# meanwhile is that row's error too, not the end of the call.
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(7, naptime => '1 hour', persist => true), dynbgw_stop(n => 7)});
+$holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN; ALTER DATABASE blocked RENAME TO blocked_now');
+my $t0 = time();
+is($node->safe_psql('postgres', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore() ORDER BY n'),
+	"6|f|dynbgw worker 6 did not start within 10 seconds\n7|t|",
+	'a worker that does not start in 10 seconds is reported, the next row restored');
+ok(time() - $t0 < 30, 'the restore took about 10 seconds');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)');
+my $restoring = $node->background_psql('postgres', on_error_stop => 0);
+$restoring->query_until(qr/restoring/,
+	"\\echo restoring\nSELECT n, pid IS NOT NULL, error FROM dynbgw_restore() ORDER BY n;\n");
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM dynbgw_workers WHERE n = 6 AND state = 'starting'}),
+	'worker 6 is starting, blocked');
+is($node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 6)'), 't', 'and is stopped');
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+while ($restoring->{stdout} !~ /^7\|/m && time() < $deadline)
+{
+	$restoring->{run}->pump_nb();
+	Time::HiRes::usleep(50_000);
+}
+like($restoring->{stdout}, qr/^6\|f\|dynbgw worker 6 was stopped before it was ready\n7\|t\|$/m,
+	'the stopped launch is that row\'s error; the call goes on');
+bg_end($restoring);
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)');
+$node->safe_psql('postgres', 'DELETE FROM dynbgw_definitions');
+
+# A database owner's operator on a superuser's search_path is never what
+# forget's query uses.
+$node->safe_psql('postgres', 'CREATE DATABASE owned OWNER dbo');
+$node->safe_psql('owned', 'CREATE EXTENSION dynbgw');
+$node->safe_psql('owned', q{
+	SET ROLE dbo;
+	CREATE FUNCTION public.evil_eq(a int, b int) RETURNS boolean LANGUAGE plpgsql AS $$
+	BEGIN
+	    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+	        EXECUTE 'ALTER ROLE dbo SUPERUSER';
+	    END IF;
+	    RETURN a OPERATOR(pg_catalog.=) b;
+	END $$;
+	CREATE OPERATOR public.= (leftarg = int, rightarg = int, function = public.evil_eq);
+	ALTER DATABASE owned SET search_path = public, pg_catalog;});
+$node->psql('owned', 'SELECT dynbgw_stop(n => 1, forget => true)');
+$node->psql('owned', q{SELECT dynbgw_launch(1, naptime => '1 hour', persist => true); SELECT dynbgw_stop(n => 1, forget => true)});
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'dbo'}),
+	'f', 'a superuser\'s save and forget never ran the database owner\'s operator');
 log_is_clean($node);
 $node->stop;
 
 ###########################################################################
-# 5. Preloaded, with dynbgw.restore_databases: the definitions come back by
+# 6. Preloaded, with dynbgw.restore_databases: the definitions come back by
 # themselves after a restart and after a crash-restart.
 ###########################################################################
 
@@ -144,13 +223,19 @@ $pre->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'dynbgw'
 dynbgw.restore_databases = 'postgres'
 restart_after_crash = on
+autovacuum = off
 max_worker_processes = 16});
 $pre->start;
 $pre->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
 like($pre->safe_psql('postgres',
 		q{SELECT dynbgw_launch(3, 'SELECT 1', naptime => '1 hour', persist => true)}),
 	qr/^\d+$/, 'worker 3 launched and persisted on a preloaded server');
+my $pre_offset = -s $pre->logfile;
 $pre->restart;
+# Read from the log, before any session connects: the restore needs none.
+$pre->wait_for_log(qr/dynbgw worker 3 of database "postgres" restored, PID \d+/, $pre_offset);
+pass('worker 3 is restored after a restart, before any client connected');
+unlike(slurp_file($pre->logfile, $pre_offset), qr/FATAL/, 'with no FATAL on the way');
 ok($pre->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM dynbgw_workers WHERE n = 3 AND pid IS NOT NULL"),
 	'worker 3 is back after a restart, by itself');

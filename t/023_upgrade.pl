@@ -9,7 +9,8 @@
 #   dynbgw_workers survive the functions and views made anew; workers
 #   launched under a direct grant and under dynbgw_user keep running; and
 #   pg_dump still writes out the DBA's grants.
-# - From 1.1 to 1.1.1, saved definitions keep their meaning: owner and role
+# - From 1.1 to 1.1.1, saved definitions keep their meaning, and the DBA's
+#   grants on their table stay in dumps: owner and role
 #   by OID, the launching database as "this database", another database by
 #   OID; rows of roles that no longer exist are deleted with a warning; the
 #   table leaves pg_dump's configuration tables.
@@ -110,7 +111,11 @@ $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1), dynbgw_stop(n => 2)');
 $node->safe_psql('postgres', q{
 	CREATE DATABASE app; CREATE DATABASE other;
 	CREATE ROLE ghost});
-$node->safe_psql('app', q{CREATE EXTENSION dynbgw VERSION '1.1'});
+$node->safe_psql('app', q{
+	CREATE EXTENSION dynbgw VERSION '1.1';
+	CREATE ROLE mon;
+	GRANT SELECT ON dynbgw_definitions TO mon;
+	REVOKE DELETE ON dynbgw_definitions FROM dynbgw_user;});
 # As 1.1 wrote them: names, and the launching database's own name.
 $node->safe_psql('app', q{
 	INSERT INTO dynbgw_definitions (n, owner, naptime, database, role) VALUES
@@ -131,6 +136,13 @@ is($node->safe_psql('app', q{
 	'4:bob:bob:this,5:bob:bob:other', 'owner and role by OID, this database as NULL, another by OID');
 is($node->safe_psql('app', q{SELECT count(*) FROM pg_extension WHERE extname = 'dynbgw' AND extconfig IS NOT NULL}),
 	'0', 'the table is no longer a configuration table');
+my ($app_dump, $app_err);
+IPC::Run::run([ 'pg_dump', '-s', '-d', $node->connstr('app') ], '>', \$app_dump, '2>', \$app_err)
+  or diag $app_err;
+like($app_dump, qr/GRANT SELECT ON TABLE public\.dynbgw_definitions TO mon;/,
+	'pg_dump still carries the DBA\'s grant on the table');
+like($app_dump, qr/GRANT SELECT,INSERT,UPDATE ON TABLE public\.dynbgw_definitions TO dynbgw_user;/,
+	'and the revoke of DELETE from dynbgw_user');
 is($node->safe_psql('app', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore() ORDER BY n'),
 	"4|t|\n5|t|", 'both definitions restore');
 is($node->safe_psql('postgres', q{SELECT string_agg(n || ':' || database || ':' || role, ',' ORDER BY n) FROM dynbgw_workers}),

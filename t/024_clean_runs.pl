@@ -1,0 +1,177 @@
+
+# Copyright (c) dynbgw authors
+
+# Nothing of a run outlives it, and the identity a run starts with is the
+# worker's role, whatever the run before it did.
+#
+# - A command that switches role with set_config('role', ...) acts as that
+#   role in that run only: after REVOKE of the role, the next runs act as
+#   the worker's role, and a superuser's worker that switched to the
+#   bootstrap superuser runs as its own, demoted, role after ALTER ROLE ...
+#   NOSUPERUSER.
+# - Session state ends with the run, after a successful run and after a
+#   failed one alike: a cursor made holdable by a COMMIT inside CALL,
+#   prepared statements, settings, temporary tables, session advisory
+#   locks.
+# - A run ended by statement_timeout is "failed"; "cancelled" is for a
+#   cancel (pg_cancel_backend) only.
+# - The statistics of a failed run are flushed as those of a successful one.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = new_node('main');
+my $superuser = $node->safe_psql('postgres', 'SELECT current_user');
+$node->safe_psql('postgres', q{
+	CREATE ROLE alice LOGIN; CREATE ROLE ops; GRANT ops TO alice;
+	CREATE ROLE boss LOGIN SUPERUSER;
+	GRANT dynbgw_user TO alice, boss;
+	CREATE TABLE seen (n int, who name, at timestamptz DEFAULT clock_timestamp(),
+	                   setting text);
+	GRANT SELECT, INSERT ON seen TO PUBLIC;
+	CREATE PROCEDURE hold_then_fail() LANGUAGE plpgsql AS $$
+	BEGIN
+	    EXECUTE 'DECLARE held CURSOR WITH HOLD FOR SELECT 1';
+	    COMMIT;    -- the cursor outlives the transaction from here on
+	    RAISE EXCEPTION 'failing after the commit';
+	END $$;});
+
+# The SQLSTATEs of worker $n's runs, oldest first.
+sub run_states
+{
+	my ($n) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT string_agg(coalesce(sqlstate, 'ok'), ',' ORDER BY started) FROM dynbgw_runs WHERE n = $n");
+}
+
+# Wait until worker $n has done $count runs.
+sub wait_runs
+{
+	my ($n, $count) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT runs >= $count FROM dynbgw_workers WHERE n = $n");
+}
+
+###########################################################################
+# 1. A role switch ends with its run.
+###########################################################################
+
+$node->safe_psql('postgres', q{
+	SET ROLE alice;
+	SELECT dynbgw_launch(1, $$INSERT INTO seen (n, who) VALUES (1, current_user);
+	                         SELECT set_config('role', 'ops', false)
+	                         WHERE (SELECT count(*) FROM seen WHERE n = 1) = 1$$,
+	                     naptime => '50 ms')});
+# Its first run switches to ops; the runs after it do not.
+ok(wait_runs(1, 4), '1: worker 1 ran several times');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT who, ',') FROM seen WHERE n = 1}),
+	'alice', '1: every run began as alice, none as ops');
+$node->safe_psql('postgres', 'REVOKE ops FROM alice');
+my $t_revoke = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+ok(wait_runs(1, 8), '1: it runs on after the revoke');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM seen WHERE n = 1 AND who <> 'alice' AND at > '$t_revoke'"),
+	'0', '1: after REVOKE ops, no row was written as ops');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
+
+# A superuser's worker that switched to the bootstrap superuser, after its
+# role is demoted: boss keeps dynbgw_user, so its worker goes on, as boss.
+$node->safe_psql('postgres', qq{
+	SET ROLE boss;
+	SELECT dynbgw_launch(2, \$\$INSERT INTO seen (n, who) VALUES (2, current_user);
+	                         SELECT set_config('role', '$superuser', false)
+	                         WHERE (SELECT count(*) FROM seen WHERE n = 2) = 1\$\$,
+	                     naptime => '50 ms')});
+ok(wait_runs(2, 3), '2: boss\'s worker 2 ran');
+$node->safe_psql('postgres', 'ALTER ROLE boss NOSUPERUSER');
+my $t_demote = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+my $runs_then = $node->safe_psql('postgres', 'SELECT runs FROM dynbgw_workers WHERE n = 2');
+ok(wait_runs(2, $runs_then + 4), '2: it runs on after the demotion');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(DISTINCT who, ',') FROM seen WHERE n = 2 AND at > '$t_demote'"),
+	'boss', '2: after the demotion every run acts as boss, none as the superuser');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)');
+
+###########################################################################
+# 2. Session state ends with the run.
+###########################################################################
+
+# A cursor made holdable by a COMMIT inside CALL, in a run that then fails:
+# every run fails the same way, never with 42P03 (cursor already exists).
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(3, 'CALL hold_then_fail()', naptime => '50 ms')});
+ok(wait_runs(3, 3), '3: worker 3 ran three times');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(DISTINCT sqlstate, ',') FROM (
+	    SELECT sqlstate FROM dynbgw_runs WHERE n = 3 ORDER BY started LIMIT 3) r}),
+	'P0001', '3: each run failed with its own error, the cursor never left over');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 3)');
+
+# A prepared statement of a failed run (PREPARE is not undone by the abort).
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(4, 'PREPARE left_over AS SELECT 1; SELECT 1/0', naptime => '50 ms')});
+ok(wait_runs(4, 3), '4: worker 4 ran three times');
+like(run_states(4), qr/^22012,22012,22012/,
+	'4: each run failed dividing by zero, never with 42P05 (prepared statement exists)');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4)');
+
+# A setting, a temporary table and a session advisory lock of a successful
+# run: the next run sees none of them.
+$node->safe_psql('postgres', q{
+	SELECT dynbgw_launch(5, $$INSERT INTO seen (n, who, setting) VALUES (5, current_user, current_setting('search_path'));
+	                         SET search_path = nowhere;
+	                         CREATE TEMP TABLE left_over (i int)$$, naptime => '50 ms')});
+ok(wait_runs(5, 3), '5: worker 5 ran three times');
+like(run_states(5), qr/^ok,ok,ok/, '5: every run created its temporary table anew');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT setting, ',') FROM seen WHERE n = 5}),
+	'"$user", public', '5: every run began with the default search_path');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
+
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(6, 'SELECT pg_advisory_lock(42)', naptime => '1 hour')});
+ok(wait_runs(6, 1), '6: worker 6 took an advisory lock in its run');
+is($node->safe_psql('postgres', 'SELECT pg_try_advisory_lock(42)'),
+	't', '6: between runs the lock is free again');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 6)');
+
+###########################################################################
+# 3. statement_timeout is a failure, a cancel is a cancel.
+###########################################################################
+
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(7, $$SET statement_timeout = '50ms'; SELECT pg_sleep(10)$$, runs => 1)});
+ok(wait_until_finished($node, 7), '7: worker 7 ran once');
+is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 7'),
+	'failed|57014', '7: a run ended by statement_timeout is failed, not cancelled');
+
+my $pid8 = $node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(8, 'SELECT pg_sleep(10)', runs => 1)});
+ok($node->poll_query_until('postgres', q{SELECT state = 'running' FROM dynbgw_workers WHERE n = 8}),
+	'8: worker 8 runs');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid8)");
+ok(wait_until_finished($node, 8), '8: worker 8 ended');
+is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 8'),
+	'cancelled|57014', '8: a run cancelled by pg_cancel_backend is cancelled');
+
+###########################################################################
+# 4. The statistics of a failed run reach pg_stat like those of a
+# successful one, without waiting for the next run.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE TABLE scanned (i int); GRANT SELECT ON scanned TO PUBLIC');
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(3, 'SELECT count(*) FROM scanned; SELECT 1/0', naptime => '1 hour')});
+ok($node->poll_query_until('postgres',
+		q{SELECT seq_scan > 0 FROM pg_stat_user_tables WHERE relname = 'scanned'}),
+	'4: the scan of a failed run is counted');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 3)');
+
+log_is_clean($node);
+$node->stop;
+done_testing();
