@@ -218,7 +218,10 @@ dynbgw_session_reset(void)
 	memset(&stmt, 0, sizeof(stmt));
 	stmt.type = T_DiscardStmt;
 	stmt.target = DISCARD_ALL;
+	/* Dropping temporary tables deletes catalog rows: as for a statement. */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	DiscardCommand(&stmt, true);
+	PopActiveSnapshot();
 }
 
 /* After a failed run, recovered from: the same reset, in its own transaction. */
