@@ -922,8 +922,20 @@ dynbgw_start(int n, const DynbgwDefinition *def, DynbgwIfRunning if_running,
 		 */
 		if (def->restart_s != BGW_NEVER_RESTART)
 		{
-			launch.saved = true;
-			dynbgw_save_worker(n, slot);
+			DynbgwSlot *copy = palloc(sizeof(DynbgwSlot));
+			bool		ours;
+
+			/* Read under the lock: a stop or replace may be under way. */
+			LWLockAcquire(&dynbgw_reg->lock, LW_SHARED);
+			ours = slot->generation == launch.generation;
+			if (ours)
+				memcpy(copy, slot, sizeof(DynbgwSlot));
+			LWLockRelease(&dynbgw_reg->lock);
+			if (ours)
+			{
+				launch.saved = true;
+				dynbgw_save_worker(n, copy);
+			}
 		}
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));

@@ -334,7 +334,7 @@ extern void dynbgw_command_check(List *parsetrees);
 extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
 							   char *result);
 extern void dynbgw_command_recover(void);
-extern void dynbgw_command_reset(void);
+extern void dynbgw_command_reset(const DynbgwDefinition *def);
 
 /* What a worker counts against; see dynbgw_authority.c. */
 typedef enum DynbgwLimit

@@ -19,7 +19,13 @@
 
 /* running statements */
 #include "access/xact.h"
-#include "commands/discard.h"
+#include "catalog/namespace.h"
+#include "commands/prepare.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "storage/lock.h"
+#include "utils/guc.h"
+#include "utils/plancache.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
 #include "pgstat.h"
@@ -38,7 +44,7 @@
 
 #include "dynbgw.h"
 
-static void dynbgw_session_reset(void);
+static void dynbgw_session_reset(Oid roleoid, int guc_level);
 
 /*
  * Reject what a command must not do, statement by statement: control the
@@ -120,13 +126,19 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 	List	   *parsetrees;
 	ListCell   *lc;
 	bool		single;
+	int			guc_level;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	/* Parse trees must outlive a commit inside the run. */
 	MemoryContextSwitchTo(run_context);
+	/* What the run sets is undone at its end from this level on. */
+	guc_level = NewGUCNestLevel();
 	/* The reset after each run makes sure the check is of who runs. */
-	Assert(GetUserId() == def->roleoid && GetSessionUserId() == def->roleoid);
+	if (GetUserId() != def->roleoid || GetSessionUserId() != def->roleoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("dynbgw worker %d would run as another role than its own", n)));
 	dynbgw_authority_check(def, n);
 	result[0] = '\0';
 	if (command[0] == '\0')
@@ -197,39 +209,75 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 
 	if (!single)
 		EndImplicitTransactionBlock();
-	dynbgw_session_reset();
+	dynbgw_session_reset(def->roleoid, guc_level);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*
- * Nothing of a run outlives it: as DISCARD ALL, close portals (cursors
- * declared WITH HOLD too), reset the session's role and settings to the
- * worker's own, and drop prepared statements, listens, session advisory
- * locks, cached plans, temporary tables and sequence caches.  In a
- * transaction that is not a block.
+ * Nothing of a run outlives it.  Run at the end of the run's transaction,
+ * once the user code that commit would run is done (deferred triggers, and
+ * the closing of portals, which may queue more), so that nothing runs
+ * after the reset.  It does what DISCARD ALL does, but each step costs a
+ * run next to nothing unless the run left something to undo:
+ *
+ * - portals (held ones too), prepared statements, session advisory locks
+ *   (the transaction's are released by commit), temporary tables (under a
+ *   snapshot, as their catalog rows are deleted) and sequence caches;
+ * - settings, the role and the session authorization included: undone
+ *   through the GUC nest level the run began with (guc_level), which costs
+ *   nothing when nothing was set; when a COMMIT inside the run ended that
+ *   level, or after a failed run (guc_level 0), by resetting every setting
+ *   and, if who acts changed, the session authorization.
+ *
+ * No LISTEN can be left: a background process may not listen.  Cached
+ * plans stay: they are checked against the role and search_path they were
+ * made for.
  */
 static void
-dynbgw_session_reset(void)
+dynbgw_session_reset(Oid roleoid, int guc_level)
 {
-	DiscardStmt stmt;
+	Oid			temp_namespace;
+	Oid			temp_toast_namespace;
+	int			level_now;
 
-	memset(&stmt, 0, sizeof(stmt));
-	stmt.type = T_DiscardStmt;
-	stmt.target = DISCARD_ALL;
-	/* Dropping temporary tables deletes catalog rows: as for a statement. */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	DiscardCommand(&stmt, true);
-	PopActiveSnapshot();
+	do
+		AfterTriggerFireDeferred();
+	while (PreCommit_Portals(false));
+	PortalHashTableDeleteAll();
+
+	/* Still in the run's own level: one more above it is one above that. */
+	level_now = NewGUCNestLevel();
+	if (guc_level > 0 && level_now == guc_level + 1)
+		AtEOXact_GUC(false, guc_level);
+	else
+	{
+		AtEOXact_GUC(false, level_now);
+		if (GetUserId() != roleoid || GetOuterUserId() != roleoid ||
+			GetSessionUserId() != roleoid)
+			SetPGVariable("session_authorization", NIL, false);
+		ResetAllOptions();
+	}
+
+	DropAllPreparedStatements();
+	LockReleaseSession(USER_LOCKMETHOD);
+	GetTempNamespaceState(&temp_namespace, &temp_toast_namespace);
+	if (OidIsValid(temp_namespace))
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ResetTempTableNamespace();
+		PopActiveSnapshot();
+	}
+	ResetSequenceCaches();
 }
 
 /* After a failed run, recovered from: the same reset, in its own transaction. */
 void
-dynbgw_command_reset(void)
+dynbgw_command_reset(const DynbgwDefinition *def)
 {
 	StartTransactionCommand();
-	dynbgw_session_reset();
+	dynbgw_session_reset(def->roleoid, 0);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 }

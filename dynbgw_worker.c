@@ -78,9 +78,9 @@ dynbgw_sigint(SIGNAL_ARGS)
 	if (in_run)
 	{
 		/* statement_timeout and lock_timeout signal a cancel too. */
-		if (!get_timeout_indicator(STATEMENT_TIMEOUT, false) &&
-			!get_timeout_indicator(LOCK_TIMEOUT, false))
-			cancel_requested = true;
+		/* The last interrupt decides, whatever the run caught before. */
+		cancel_requested = !get_timeout_indicator(STATEMENT_TIMEOUT, false) &&
+			!get_timeout_indicator(LOCK_TIMEOUT, false);
 		InterruptPending = true;
 		QueryCancelPending = true;
 	}
@@ -638,7 +638,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	/* A failed run leaves the session as a successful one does. */
 	if (edata != NULL)
 	{
-		dynbgw_command_reset();
+		dynbgw_command_reset(def);
 		MemoryContextSwitchTo(run_context);
 	}
 
@@ -818,8 +818,10 @@ dynbgw_worker_main(Datum main_arg)
 		BackgroundWorkerInitializeConnectionByOid(def->dboid, def->roleoid,
 												  DYNBGW_CONNECT_FLAGS);
 		snprintf(name, sizeof(name), "dynbgw worker %d", my_number);
-		/* The value a run's RESET, and the reset after it, return to. */
+		/* The values a run's RESET, and the reset after it, return to. */
 		SetConfigOption("application_name", name, PGC_USERSET, PGC_S_OVERRIDE);
+		/* Its own role, whatever ALTER ROLE or DATABASE ... SET role says. */
+		SetConfigOption("role", "none", PGC_USERSET, PGC_S_OVERRIDE);
 	}
 	if (def->kind == DYNBGW_KIND_SQL)
 		dynbgw_check_start(def);

@@ -13,8 +13,11 @@
 #   failed one alike: a cursor made holdable by a COMMIT inside CALL,
 #   prepared statements, settings, temporary tables, session advisory
 #   locks.
-# - A run ended by statement_timeout is "failed"; "cancelled" is for a
-#   cancel (pg_cancel_backend) only.
+# - Code that commit runs (deferred triggers) is part of the run and its
+#   state ends with it too; a lock the run's transaction took is held until
+#   commit; ALTER ROLE ... SET role does not change who the worker runs as.
+# - A run ended by statement_timeout is "failed", also after a cancel the
+#   command caught; "cancelled" is for a cancel (pg_cancel_backend) only.
 # - The statistics of a failed run are flushed as those of a successful one.
 
 use strict;
@@ -98,6 +101,39 @@ is($node->safe_psql('postgres',
 	'boss', '2: after the demotion every run acts as boss, none as the superuser');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)');
 
+# Code that commit runs (a deferred trigger) is part of the run: its role
+# switch ends with the run too.
+$node->safe_psql('postgres', q{
+	CREATE ROLE carol LOGIN; CREATE ROLE dave; GRANT dave TO carol; GRANT dynbgw_user TO carol;
+	CREATE TABLE at_commit (i int); GRANT INSERT ON at_commit TO carol;
+	CREATE FUNCTION switch_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN PERFORM set_config('role', 'dave', false); RETURN NULL; END $$;
+	CREATE CONSTRAINT TRIGGER switch_at_commit AFTER INSERT ON at_commit
+	    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION switch_at_commit();});
+$node->safe_psql('postgres', q{
+	SET ROLE carol;
+	SELECT dynbgw_launch(1, $$INSERT INTO seen (n, who) VALUES (11, current_user);
+	                         INSERT INTO at_commit VALUES (1)$$, naptime => '50 ms')});
+ok(wait_runs(1, 4), '1b: worker 1 ran several times');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT who, ',') FROM seen WHERE n = 11}),
+	'carol', '1b: a role switch in a deferred trigger does not reach the next run');
+like(run_states(1), qr/^ok,ok,ok,ok/, '1b: every run succeeded');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
+
+# A role that ALTER ROLE ... SET role names is not who the worker runs as:
+# it runs as its own role, the one its authority is checked for.
+$node->safe_psql('postgres', q{
+	CREATE ROLE root_b SUPERUSER NOLOGIN; GRANT root_b TO carol;
+	ALTER ROLE carol SET role = 'root_b';});
+$node->safe_psql('postgres', q{
+	SET ROLE carol;
+	SELECT dynbgw_launch(1, $$INSERT INTO seen (n, who) VALUES (12, current_user)$$,
+	                     naptime => '50 ms')});
+ok(wait_runs(1, 3), '1c: worker 1 ran');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT who, ',') FROM seen WHERE n = 12}),
+	'carol', '1c: ALTER ROLE carol SET role does not make the worker run as root_b');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1); ALTER ROLE carol RESET role; REVOKE root_b FROM carol');
+
 ###########################################################################
 # 2. Session state ends with the run.
 ###########################################################################
@@ -140,6 +176,23 @@ is($node->safe_psql('postgres', 'SELECT pg_try_advisory_lock(42)'),
 	't', '6: between runs the lock is free again');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 6)');
 
+# A lock taken for the transaction is held until the run commits, also
+# when commit takes long (a slow deferred trigger).
+$node->safe_psql('postgres', q{
+	CREATE TABLE slow_commit (i int); GRANT INSERT ON slow_commit TO PUBLIC;
+	CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+	CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_commit
+	    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();});
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(6, 'SELECT pg_advisory_xact_lock(99); INSERT INTO slow_commit VALUES (1)', runs => 1)});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'dynbgw' AND wait_event = 'PgSleep'}),
+	'6b: worker 6 is in its slow commit');
+is($node->safe_psql('postgres', 'SELECT pg_try_advisory_xact_lock(99)'),
+	'f', '6b: its transaction\'s advisory lock is still held');
+ok(wait_until_finished($node, 6), '6b: worker 6 finished');
+
 ###########################################################################
 # 3. statement_timeout is a failure, a cancel is a cancel.
 ###########################################################################
@@ -171,6 +224,18 @@ ok($node->poll_query_until('postgres',
 		q{SELECT seq_scan > 0 FROM pg_stat_user_tables WHERE relname = 'scanned'}),
 	'4: the scan of a failed run is counted');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 3)');
+
+# A cancel that the command caught, then a statement_timeout: failed.
+my $pid5 = $node->safe_psql('postgres', q{
+	SELECT dynbgw_launch(5, $$DO $d$ BEGIN PERFORM pg_sleep(2); EXCEPTION WHEN query_canceled THEN NULL; END $d$;
+	                         SET statement_timeout = '300ms'; SELECT pg_sleep(5)$$, runs => 1)});
+ok($node->poll_query_until('postgres',
+		"SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $pid5"),
+	'5b: worker 5 sleeps in its DO block');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid5)");
+ok(wait_until_finished($node, 5), '5b: worker 5 ended');
+is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 5 ORDER BY started DESC LIMIT 1'),
+	'failed|57014', '5b: a statement_timeout after a caught cancel is failed');
 
 log_is_clean($node);
 $node->stop;
