@@ -54,6 +54,9 @@ bool		dynbgw_authority_revoked = false;
 static bool authority_verified = false;
 static uint64 authority_changes = 0;
 
+/* Whether this process connected as a superuser; -1 until first checked. */
+static int	connected_as_superuser = -1;
+
 static void
 dynbgw_authority_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -111,7 +114,8 @@ dynbgw_authority_gone(int n, int code, const char *detail)
  * dynbgw_authority_revoked set, if it does not.  Runs in the worker, in a
  * transaction, connected to the worker's database.
  *
- * - Its role still exists, and is a superuser only if its launcher is one.
+ * - Its role still exists, and is a superuser only if its launcher is one,
+ *   and still is one if this process connected as one.
  * - A worker launched as another role: the launcher still exists and may
  *   still SET ROLE to it.
  * - The launcher still has the right to launch: it is a superuser, or, if
@@ -170,6 +174,17 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 	if (role_is_superuser && !launcher_is_superuser)
 		dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
 							  "Its role became a superuser, and the role that launched it is not one.");
+
+	/*
+	 * A session keeps the superuser status it connected with for some
+	 * things (SET SESSION AUTHORIZATION): a worker that connected as a
+	 * superuser ends when its role no longer is one.
+	 */
+	if (connected_as_superuser < 0)
+		connected_as_superuser = role_is_superuser;
+	if (connected_as_superuser && !role_is_superuser)
+		dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
+							  "Its role is no longer a superuser, and it connected as one.");
 
 	if (!launcher_is_superuser)
 	{

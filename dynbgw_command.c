@@ -45,6 +45,7 @@
 #include "dynbgw.h"
 
 static void dynbgw_session_reset(Oid roleoid, int guc_level);
+static void dynbgw_release_session_locks(void);
 
 /*
  * Reject what a command must not do, statement by statement: control the
@@ -211,6 +212,7 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 		EndImplicitTransactionBlock();
 	dynbgw_session_reset(def->roleoid, guc_level);
 	CommitTransactionCommand();
+	dynbgw_release_session_locks();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -222,9 +224,11 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
  * after the reset.  It does what DISCARD ALL does, but each step costs a
  * run next to nothing unless the run left something to undo:
  *
- * - portals (held ones too), prepared statements, session advisory locks
- *   (the transaction's are released by commit), temporary tables (under a
- *   snapshot, as their catalog rows are deleted) and sequence caches;
+ * - portals (held ones too), prepared statements, temporary tables (under
+ *   a snapshot, as their catalog rows are deleted) and sequence caches;
+ *   session advisory locks only once the run has committed
+ *   (dynbgw_release_session_locks()), as others wait on them for its
+ *   writes;
  * - settings, the role and the session authorization included: undone
  *   through the GUC nest level the run began with (guc_level), which costs
  *   nothing when nothing was set; when a COMMIT inside the run ended that
@@ -261,7 +265,6 @@ dynbgw_session_reset(Oid roleoid, int guc_level)
 	}
 
 	DropAllPreparedStatements();
-	LockReleaseSession(USER_LOCKMETHOD);
 	GetTempNamespaceState(&temp_namespace, &temp_toast_namespace);
 	if (OidIsValid(temp_namespace))
 	{
@@ -272,6 +275,16 @@ dynbgw_session_reset(Oid roleoid, int guc_level)
 	ResetSequenceCaches();
 }
 
+/*
+ * Session advisory locks a run took end with it, after its commit: what
+ * waits on one may then see what the run wrote.
+ */
+static void
+dynbgw_release_session_locks(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);
+}
+
 /* After a failed run, recovered from: the same reset, in its own transaction. */
 void
 dynbgw_command_reset(const DynbgwDefinition *def)
@@ -279,6 +292,7 @@ dynbgw_command_reset(const DynbgwDefinition *def)
 	StartTransactionCommand();
 	dynbgw_session_reset(def->roleoid, 0);
 	CommitTransactionCommand();
+	dynbgw_release_session_locks();
 	pgstat_report_stat(false);
 }
 

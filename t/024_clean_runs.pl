@@ -6,13 +6,14 @@
 #
 # - A command that switches role with set_config('role', ...) acts as that
 #   role in that run only: after REVOKE of the role, the next runs act as
-#   the worker's role, and a superuser's worker that switched to the
-#   bootstrap superuser runs as its own, demoted, role after ALTER ROLE ...
-#   NOSUPERUSER.
+#   the worker's role.  A superuser's worker that switches to the bootstrap
+#   superuser in every run ends for good when its role is demoted: a session
+#   keeps some of the status it connected with.
 # - Session state ends with the run, after a successful run and after a
 #   failed one alike: a cursor made holdable by a COMMIT inside CALL,
 #   prepared statements, settings, temporary tables, session advisory
-#   locks.
+#   locks (released after the run commits, so that two workers that
+#   serialize on one never see each other's uncommitted writes).
 # - Code that commit runs (deferred triggers) is part of the run and its
 #   state ends with it too; a lock the run's transaction took is held until
 #   commit; ALTER ROLE ... SET role does not change who the worker runs as.
@@ -83,23 +84,27 @@ is($node->safe_psql('postgres',
 	'0', '1: after REVOKE ops, no row was written as ops');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 1)');
 
-# A superuser's worker that switched to the bootstrap superuser, after its
-# role is demoted: boss keeps dynbgw_user, so its worker goes on, as boss.
+# A superuser's worker whose role is demoted: a session keeps some of the
+# superuser status it connected with (SET SESSION AUTHORIZATION), so the
+# worker ends for good instead of running on; boss keeps dynbgw_user, and
+# its run switches to the bootstrap superuser each time.
 $node->safe_psql('postgres', qq{
 	SET ROLE boss;
 	SELECT dynbgw_launch(2, \$\$INSERT INTO seen (n, who) VALUES (2, current_user);
-	                         SELECT set_config('role', '$superuser', false)
-	                         WHERE (SELECT count(*) FROM seen WHERE n = 2) = 1\$\$,
+	                         SET SESSION AUTHORIZATION $superuser;
+	                         INSERT INTO seen (n, who) VALUES (2, current_user)\$\$,
 	                     naptime => '50 ms')});
 ok(wait_runs(2, 3), '2: boss\'s worker 2 ran');
+my $offset2 = -s $node->logfile;
 $node->safe_psql('postgres', 'ALTER ROLE boss NOSUPERUSER');
 my $t_demote = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-my $runs_then = $node->safe_psql('postgres', 'SELECT runs FROM dynbgw_workers WHERE n = 2');
-ok(wait_runs(2, $runs_then + 4), '2: it runs on after the demotion');
-is($node->safe_psql('postgres',
-		"SELECT string_agg(DISTINCT who, ',') FROM seen WHERE n = 2 AND at > '$t_demote'"),
-	'boss', '2: after the demotion every run acts as boss, none as the superuser');
-$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)');
+$node->wait_for_log(qr/dynbgw worker 2 ends for good/, $offset2);
+pass('2: after the demotion worker 2 ends for good');
+like(slurp_file($node->logfile, $offset2), qr/no longer a superuser, and it connected as one/,
+	'2: and says why');
+is($node->safe_psql('postgres', "SELECT count(*) FROM seen WHERE n = 2 AND at > '$t_demote'"),
+	'0', '2: no run after the demotion, as boss or as the superuser');
+ok(wait_until_finished($node, 2), '2: it left the registry');
 
 # Code that commit runs (a deferred trigger) is part of the run: its role
 # switch ends with the run too.
@@ -169,6 +174,18 @@ is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT setting, ',') FROM 
 	'"$user", public', '5: every run began with the default search_path');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
 
+# Two workers serialized by a session advisory lock: each sees what the
+# other committed under it, so their numbers never collide.
+$node->safe_psql('postgres', q{
+	CREATE TABLE numbered (v int UNIQUE); GRANT SELECT, INSERT ON numbered TO PUBLIC;
+	SELECT dynbgw_launch(7, 'SELECT pg_advisory_lock(43); INSERT INTO numbered SELECT coalesce(max(v), 0) + 1 FROM numbered', naptime => '0');
+	SELECT dynbgw_launch(8, 'SELECT pg_advisory_lock(43); INSERT INTO numbered SELECT coalesce(max(v), 0) + 1 FROM numbered', naptime => '0');});
+ok($node->poll_query_until('postgres', 'SELECT count(*) >= 2000 FROM numbered'),
+	'6a: workers 7 and 8 numbered 2000 rows');
+is($node->safe_psql('postgres', 'SELECT count(*), sum(failures) FROM dynbgw_workers WHERE n IN (7, 8)'),
+	'2|0', '6a: no run of either failed: none collided with the other\'s number');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7), dynbgw_stop(n => 8)');
+
 $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(6, 'SELECT pg_advisory_lock(42)', naptime => '1 hour')});
 ok(wait_runs(6, 1), '6: worker 6 took an advisory lock in its run');
@@ -200,7 +217,7 @@ ok(wait_until_finished($node, 6), '6b: worker 6 finished');
 $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, $$SET statement_timeout = '50ms'; SELECT pg_sleep(10)$$, runs => 1)});
 ok(wait_until_finished($node, 7), '7: worker 7 ran once');
-is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 7'),
+is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 7 ORDER BY started DESC LIMIT 1'),
 	'failed|57014', '7: a run ended by statement_timeout is failed, not cancelled');
 
 my $pid8 = $node->safe_psql('postgres',
@@ -209,7 +226,7 @@ ok($node->poll_query_until('postgres', q{SELECT state = 'running' FROM dynbgw_wo
 	'8: worker 8 runs');
 $node->safe_psql('postgres', "SELECT pg_cancel_backend($pid8)");
 ok(wait_until_finished($node, 8), '8: worker 8 ended');
-is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 8'),
+is($node->safe_psql('postgres', 'SELECT status, sqlstate FROM dynbgw_runs WHERE n = 8 ORDER BY started DESC LIMIT 1'),
 	'cancelled|57014', '8: a run cancelled by pg_cancel_backend is cancelled');
 
 ###########################################################################
