@@ -417,13 +417,7 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 	BackgroundWorker worker;
 	DynbgwWorkerArgs args;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = restart_s;
-	strlcpy(worker.bgw_library_name, "dynbgw", sizeof(worker.bgw_library_name));
-	strlcpy(worker.bgw_function_name, "dynbgw_worker_main", BGW_MAXLEN);
+	dynbgw_worker_template(&worker, "dynbgw_worker_main", restart_s);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw worker %d", launch->n);
 	strlcpy(worker.bgw_type, "dynbgw", BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(launch->n);

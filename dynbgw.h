@@ -426,4 +426,22 @@ extern void dynbgw_limit_error(const DynbgwLimits *limits,
 
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 
+/*
+ * What every dynamic worker of dynbgw's is: connected to a database, ended
+ * by the commands that need its database to themselves (19+), started once
+ * recovery is over, running one of dynbgw's own entry points.
+ */
+static inline void
+dynbgw_worker_template(BackgroundWorker *worker, const char *function,
+					   int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	strlcpy(worker->bgw_library_name, "dynbgw", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, function, BGW_MAXLEN);
+}
+
 #endif							/* DYNBGW_H */

@@ -465,14 +465,8 @@ dynbgw_restore_database(const char *dbname, Oid dboid)
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION | BGWORKER_INTERRUPTIBLE;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "dynbgw", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "dynbgw_restore_database_main",
-			BGW_MAXLEN);
+	dynbgw_worker_template(&worker, "dynbgw_restore_database_main",
+						   BGW_NEVER_RESTART);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "dynbgw restore %s", dbname);
 	strlcpy(worker.bgw_type, "dynbgw restore", BGW_MAXLEN);
 	memcpy(worker.bgw_extra, &dboid, sizeof(dboid));

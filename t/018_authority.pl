@@ -59,20 +59,6 @@ sub error_as
 	return scalar psql_error($n, $sql, $name);
 }
 
-# Poll the log of $n from $offset until it matches $re, for at most the
-# default timeout; true if it did.  Unlike wait_for_log() it does not die,
-# so that a line that never comes is one failed test.
-sub log_shows
-{
-	my ($n, $re, $offset) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		return 1 if slurp_file($n->logfile, $offset) =~ $re;
-		usleep(100_000);
-	}
-	return 0;
-}
 
 # Worker $n ends for good because of $detail: it leaves dynbgw_workers, its
 # process is gone (registry exactly @$rest), and the log, from $offset,

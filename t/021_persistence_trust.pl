@@ -133,19 +133,6 @@ sub stays_in
 	return 1;
 }
 
-# Poll the log of $n from $offset until it matches $re, for at most the
-# default timeout; true if it did.  Not fatal, unlike wait_for_log().
-sub log_shows
-{
-	my ($n, $re, $offset) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		return 1 if slurp_file($n->logfile, $offset) =~ $re;
-		usleep(100_000);
-	}
-	return 0;
-}
 
 # Stop every worker and delete every saved definition in @dbs, so that a
 # section starts from nothing even when the one before failed.

@@ -77,19 +77,6 @@ my $workers_sql = q{
 SELECT coalesce(string_agg(n || ':' || role || '@' || database, ',' ORDER BY n), '')
 FROM dynbgw_workers WHERE pid IS NOT NULL};
 
-# Poll the log of $node from $offset until it matches $re, for at most the
-# default timeout; true if it did.  Not fatal, unlike wait_for_log().
-sub log_shows
-{
-	my ($re, $offset) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		return 1 if slurp_file($node->logfile, $offset) =~ $re;
-		usleep(100_000);
-	}
-	return 0;
-}
 
 # After a start whose log begins at $offset: every definition is back
 # once, as its owner, in its database, and the log says so, a line each;
@@ -120,7 +107,7 @@ sub all_back
 		qr/dynbgw worker 6 of database "reports" was not restored: [^\n]*taken by another worker[^\n]*"bob"[^\n]*"app"/);
 	if ($back)
 	{
-		log_shows($_, $offset) for @lines;
+		log_shows($node, $_, $offset) for @lines;
 	}
 	my $log = slurp_file($node->logfile, $offset);
 	for my $def (@runs)

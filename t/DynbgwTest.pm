@@ -39,6 +39,7 @@ our @EXPORT = qw(
   process_gone
   launch_each_number
   log_is_clean
+  log_shows
   bg_end
 );
 
@@ -266,6 +267,21 @@ sub log_is_clean
 		slurp_file($node->logfile),
 		qr/WARNING|leaked|PANIC|TRAP|server process .* was terminated/,
 		$name // $node->name . ': no warnings, leaks or crashes in the log');
+}
+
+# Poll the log of $node from $offset until it matches $re, for at most the
+# default timeout; true if it did.  Unlike wait_for_log() it does not die,
+# so that a line that never comes is one failed test.
+sub log_shows
+{
+	my ($node, $re, $offset) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		return 1 if slurp_file($node->logfile, $offset) =~ $re;
+		usleep(100_000);
+	}
+	return 0;
 }
 
 # End a background psql whose backend may already be gone.
