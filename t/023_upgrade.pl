@@ -123,6 +123,19 @@ $node->safe_psql('app', q{
 	    (5, 'bob', '1 hour', 'other', 'bob'),
 	    (6, 'ghost', '1 hour', 'app', 'ghost')});
 $node->safe_psql('postgres', 'DROP ROLE ghost');
+
+# The new library with the old SQL: saving, forgetting and restoring wait
+# for the update, with a clear error.
+for my $sql (q{SELECT dynbgw_launch(7, naptime => '1 hour', persist => true)},
+	q{SELECT dynbgw_stop(n => 7, forget => true)},
+	q{SELECT * FROM dynbgw_restore()})
+{
+	my ($r, $o, $e) = $node->psql('app', "\\set VERBOSITY verbose\n$sql");
+	like($e, qr/ERROR:  55000: saved dynbgw definitions need version 1\.1\.1 of the extension/,
+		"before the update: $sql fails with 55000");
+}
+is($node->safe_psql('postgres', 'SELECT count(*) FROM dynbgw_workers'), '0',
+	'and nothing was launched');
 is($node->safe_psql('app', q{SELECT count(*) FROM pg_extension WHERE extname = 'dynbgw' AND extconfig IS NOT NULL}),
 	'1', 'in 1.1 the table is a configuration table');
 
