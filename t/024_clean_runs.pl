@@ -98,13 +98,14 @@ ok(wait_runs(2, 3), '2: boss\'s worker 2 ran');
 my $offset2 = -s $node->logfile;
 $node->safe_psql('postgres', 'ALTER ROLE boss NOSUPERUSER');
 my $t_demote = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
-$node->wait_for_log(qr/dynbgw worker 2 ends for good/, $offset2);
-pass('2: after the demotion worker 2 ends for good');
+ok(log_shows($node, qr/dynbgw worker 2 ends for good/, $offset2),
+	'2: after the demotion worker 2 ends for good');
 like(slurp_file($node->logfile, $offset2), qr/no longer a superuser, and it connected as one/,
 	'2: and says why');
 is($node->safe_psql('postgres', "SELECT count(*) FROM seen WHERE n = 2 AND at > '$t_demote'"),
 	'0', '2: no run after the demotion, as boss or as the superuser');
 ok(wait_until_finished($node, 2), '2: it left the registry');
+$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 2)');
 
 # Code that commit runs (a deferred trigger) is part of the run: its role
 # switch ends with the run too.
