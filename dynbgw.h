@@ -25,10 +25,8 @@
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
-#include "storage/lockdefs.h"
 #include "storage/lwlock.h"
 #include "utils/guc.h"
-#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 #include "dynbgw_compat.h"
@@ -397,7 +395,6 @@ typedef struct DynbgwSaved
 	bool		isnull[DYNBGW_SAVED_COLUMNS];
 } DynbgwSaved;
 
-extern Relation dynbgw_definitions_open(Oid schema, LOCKMODE lockmode);
 extern List *dynbgw_saved_read(Oid schema);
 extern void dynbgw_persist_check(FunctionCallInfo fcinfo, int n);
 extern void dynbgw_persist_save(FunctionCallInfo fcinfo, int n,

@@ -63,7 +63,7 @@ static const char *const dynbgw_column_names[DYNBGW_SAVED_COLUMNS] = {
  * with lockmode.  An error if it has the layout of version 1.1, which a
  * new library meets until ALTER EXTENSION dynbgw UPDATE has run.
  */
-Relation
+static Relation
 dynbgw_definitions_open(Oid schema, LOCKMODE lockmode)
 {
 	Oid			relid = get_relname_relid(DYNBGW_DEFINITIONS, schema);
@@ -317,7 +317,8 @@ dynbgw_definitions_guard(PG_FUNCTION_ARGS)
 	AttrNumber	owner_att;
 	Oid			me = GetUserId();
 	bool		is_superuser = superuser();
-	HeapTuple	newtuple = NULL;
+	HeapTuple	newtuple;
+	Datum		new_owner;
 	bool		isnull;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -362,33 +363,29 @@ dynbgw_definitions_guard(PG_FUNCTION_ARGS)
 	/* Whose row it becomes. */
 	newtuple = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
 		trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	new_owner = heap_getattr(newtuple, owner_att, RelationGetDescr(rel), &isnull);
+	if (isnull)
 	{
-		Datum		owner = heap_getattr(newtuple, owner_att,
-										 RelationGetDescr(rel), &isnull);
+		int			cols[1] = {owner_att};
+		Datum		values[1] = {ObjectIdGetDatum(me)};
+		bool		nulls[1] = {false};
 
-		if (isnull)
-		{
-			int			cols[1] = {owner_att};
-			Datum		values[1] = {ObjectIdGetDatum(me)};
-			bool		nulls[1] = {false};
+		return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
+														 RelationGetDescr(rel),
+														 1, cols, values, nulls));
+	}
+	if (DatumGetObjectId(new_owner) != me && !is_superuser)
+	{
+		char	   *name = GetUserNameFromId(DatumGetObjectId(new_owner), true);
 
-			return PointerGetDatum(heap_modify_tuple_by_cols(newtuple,
-															 RelationGetDescr(rel),
-															 1, cols, values, nulls));
-		}
-		if (DatumGetObjectId(owner) != me && !is_superuser)
-		{
-			char	   *name = GetUserNameFromId(DatumGetObjectId(owner), true);
-
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 name ?
-					 errmsg("permission denied to save a dynbgw definition in the name of role \"%s\"",
-							name) :
-					 errmsg("permission denied to save a dynbgw definition in the name of role with OID %u",
-							DatumGetObjectId(owner)),
-					 errdetail("Only superusers may save definitions that another role owns.")));
-		}
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 name ?
+				 errmsg("permission denied to save a dynbgw definition in the name of role \"%s\"",
+						name) :
+				 errmsg("permission denied to save a dynbgw definition in the name of role with OID %u",
+						DatumGetObjectId(new_owner)),
+				 errdetail("Only superusers may save definitions that another role owns.")));
 	}
 	return PointerGetDatum(newtuple);
 }
