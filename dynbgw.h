@@ -95,6 +95,8 @@ typedef struct DynbgwSchedule
 	uint8		weekdays;		/* bit 0: Sunday */
 	bool		days_restricted;	/* the field does not begin with * */
 	bool		weekdays_restricted;
+	bool		frequent;		/* seconds, minute or hour begins with *: due
+								 * at both passes of a repeated hour */
 } DynbgwSchedule;
 
 /* What a worker is: given at launch, never changed afterwards. */

@@ -14,17 +14,18 @@
  * restricted).
  *
  * Times are found in local wall-clock time and then placed on the time
- * line.  A local time that does not exist (in the gap of a change to
- * daylight saving time) is due at the first instant after the gap; one that
- * happens twice (when the clocks go back) is due at its first occurrence
- * only, because the search always goes on from the local time of the last
- * instant found.
+ * line.  Local times the clocks skip when they go forward are due together
+ * at the first instant after the jump.  Local times that happen twice when
+ * the clocks go back are due at both instants for a frequent schedule (its
+ * seconds, minute or hour field begins with *, Vixie cron's "wildcard"
+ * jobs), and at the first only for any other.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -269,6 +270,7 @@ dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule)
 	schedule->weekdays = (uint8) ((sets[5] | (sets[5] >> 7)) & 0x7f);
 	schedule->days_restricted = !stars[3];
 	schedule->weekdays_restricted = !stars[5];
+	schedule->frequent = stars[0] || stars[1] || stars[2];
 }
 
 static bool
@@ -357,7 +359,12 @@ dynbgw_next_local(const DynbgwSchedule *s, struct pg_tm *tm)
 	return false;
 }
 
-/* Seconds east of UTC in zone tz at instant t. */
+/*
+ * Seconds east of UTC in zone tz at instant t, which is brought into the
+ * range of timestamps first.  An offset of 16 hours or more is refused, as
+ * in a timestamptz: the search below also relies on offsets of less than a
+ * day.
+ */
 static int
 dynbgw_gmtoff(TimestampTz t, pg_tz *tz)
 {
@@ -365,10 +372,18 @@ dynbgw_gmtoff(TimestampTz t, pg_tz *tz)
 	fsec_t		fsec;
 	int			tzoff;
 
+	t = Max(t, MIN_TIMESTAMP);
+	t = Min(t, END_TIMESTAMP - 1);
 	if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
+	if (tzoff <= -TZDISP_LIMIT || tzoff >= TZDISP_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TIME_ZONE_DISPLACEMENT_VALUE),
+				 errmsg("time zone \"%s\" is too far from UTC",
+						pg_get_timezone_name(tz)),
+				 errdetail("Its offset from UTC reaches 16 hours, which a timestamptz cannot carry.")));
 	return -tzoff;
 }
 
@@ -379,88 +394,184 @@ dynbgw_floor_second(TimestampTz t)
 	return t - ((t % USECS_PER_SEC) + USECS_PER_SEC) % USECS_PER_SEC;
 }
 
-/*
- * The first instant at which the local time in tz is the wall-clock time
- * local (a timestamp without time zone), or, if that time does not exist,
- * the first instant after the gap, into *instant.  False if that is no
- * later than "after".
- */
-static bool
-dynbgw_local_to_instant(Timestamp local, pg_tz *tz, TimestampTz after,
-						TimestampTz *instant)
+/* The local wall-clock time in tz at instant t, as a timestamp. */
+static Timestamp
+dynbgw_local(TimestampTz t, pg_tz *tz)
 {
-	/* The offsets in force a day around cover any change of offset. */
-	int			off_before = dynbgw_gmtoff(local - USECS_PER_DAY, tz);
-	int			off_after = dynbgw_gmtoff(local + USECS_PER_DAY, tz);
-	TimestampTz candidates[2];
-	TimestampTz lo;
-	TimestampTz hi;
+	return t + (TimestampTz) dynbgw_gmtoff(t, tz) * USECS_PER_SEC;
+}
 
-	/* The earlier instant first: the larger offset east. */
-	candidates[0] = local - (TimestampTz) Max(off_before, off_after) * USECS_PER_SEC;
-	candidates[1] = local - (TimestampTz) Min(off_before, off_after) * USECS_PER_SEC;
-	for (int i = 0; i < 2; i++)
-	{
-		if (candidates[i] + (TimestampTz) dynbgw_gmtoff(candidates[i], tz) *
-			USECS_PER_SEC == local)
-		{
-			*instant = candidates[i];
-			return *instant > after;
-		}
-	}
+/*
+ * The first whole second after lo, and no later than hi, at which the
+ * offset of tz is no longer what it is at lo.  Offsets change on whole
+ * seconds.
+ */
+static TimestampTz
+dynbgw_offset_change(TimestampTz lo, TimestampTz hi, pg_tz *tz)
+{
+	int			off = dynbgw_gmtoff(lo, tz);
 
-	/*
-	 * In a gap: the change of offset happened between the two candidates.
-	 * Find its instant, to the second.
-	 */
-	lo = candidates[0];
-	hi = candidates[1];
 	while (hi - lo > USECS_PER_SEC)
 	{
 		TimestampTz mid = lo + (hi - lo) / 2;
 
-		if (dynbgw_gmtoff(mid, tz) == off_before)
+		if (dynbgw_gmtoff(mid, tz) == off)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	*instant = dynbgw_floor_second(hi);
-	return *instant > after;
+	return dynbgw_floor_second(hi);
+}
+
+/*
+ * The instants at which the clock of tz shows the wall-clock time local,
+ * earlier first, into instants; returns how many: two when the clocks go
+ * back across it, one, or none when they jump over it, and then instants[0]
+ * is the first instant after the jump.
+ */
+static int
+dynbgw_local_instants(Timestamp local, pg_tz *tz, TimestampTz instants[2])
+{
+	/*
+	 * Offsets are less than a day and change months apart, so the offsets
+	 * in force a day around are all the candidates.
+	 */
+	int			off_before = dynbgw_gmtoff(local - USECS_PER_DAY, tz);
+	int			off_after = dynbgw_gmtoff(local + USECS_PER_DAY, tz);
+	TimestampTz candidates[2];
+	int			count = 0;
+
+	/* The earlier instant first: the larger offset east. */
+	candidates[0] = local - (TimestampTz) Max(off_before, off_after) * USECS_PER_SEC;
+	candidates[1] = local - (TimestampTz) Min(off_before, off_after) * USECS_PER_SEC;
+	for (int i = 0; i < (off_before == off_after ? 1 : 2); i++)
+	{
+		if (dynbgw_local(candidates[i], tz) == local)
+			instants[count++] = candidates[i];
+	}
+	if (count == 0)
+		instants[0] = dynbgw_offset_change(candidates[0], candidates[1], tz);
+	return count;
+}
+
+/*
+ * The first matching local time at or after from, or DT_NOEND if none
+ * within the horizon or the range of timestamps.
+ */
+static Timestamp
+dynbgw_next_match(const DynbgwSchedule *s, Timestamp from)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	Timestamp	local;
+
+	if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		!dynbgw_next_local(s, &tm) ||
+		tm2timestamp(&tm, 0, NULL, &local) != 0)
+		return DT_NOEND;
+	return local;
+}
+
+/*
+ * The first instant after last at which the schedule is due, found in the
+ * order of local times from just after the local time of last.  Only the
+ * second pass of a repeated hour that last is in the first pass of can come
+ * earlier; see dynbgw_schedule_next().
+ */
+static TimestampTz
+dynbgw_next_in_local_order(const DynbgwSchedule *s, pg_tz *tz,
+						   TimestampTz last)
+{
+	Timestamp	from = dynbgw_local(last, tz) + USECS_PER_SEC;
+
+	for (;;)
+	{
+		Timestamp	local = dynbgw_next_match(s, from);
+		TimestampTz instants[2];
+		int			count;
+
+		if (local == DT_NOEND)
+			return DT_NOEND;
+		count = dynbgw_local_instants(local, tz, instants);
+		if (instants[0] > last)
+			return instants[0];
+		if (count == 2 && s->frequent && instants[1] > last)
+			return instants[1];
+		from = local + USECS_PER_SEC;
+	}
+}
+
+/*
+ * If the clocks go back after last to show its local time again, the first
+ * instant of that second pass at which a frequent schedule is due and that
+ * comes before the local time of last shows again; else DT_NOEND.  Those
+ * local times are behind the search in local order.
+ */
+static TimestampTz
+dynbgw_next_in_second_pass(const DynbgwSchedule *s, pg_tz *tz,
+						   TimestampTz last)
+{
+	int			off = dynbgw_gmtoff(last, tz);
+	int			later_off = dynbgw_gmtoff(last + USECS_PER_DAY, tz);
+	TimestampTz again;
+	TimestampTz change;
+	Timestamp	local;
+
+	if (later_off >= off)
+		return DT_NOEND;
+	again = last + (TimestampTz) (off - later_off) * USECS_PER_SEC;
+	if (dynbgw_gmtoff(again, tz) != later_off)
+		return DT_NOEND;
+	change = dynbgw_offset_change(last, again, tz);
+	local = dynbgw_next_match(s, dynbgw_local(change, tz));
+	if (local == DT_NOEND || local > dynbgw_local(last, tz))
+		return DT_NOEND;
+	return local - (TimestampTz) later_off * USECS_PER_SEC;
 }
 
 /*
  * The first instant after "after" at which the schedule is due in tz, or
- * DT_NOEND if it never is.
+ * DT_NOEND if it never is within the range of timestamps.
  */
 TimestampTz
 dynbgw_schedule_next(const DynbgwSchedule *s, pg_tz *tz, TimestampTz after)
 {
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			tzoff;
-	Timestamp	local;
+	TimestampTz last;
 	TimestampTz next;
 
-	/* The local time of the next whole second. */
-	if (TIMESTAMP_NOT_FINITE(after) ||
-		timestamp2tm(dynbgw_floor_second(after) + USECS_PER_SEC,
-					 &tzoff, &tm, &fsec, NULL, tz) != 0 ||
-		tm2timestamp(&tm, 0, NULL, &local) != 0)
+	if (TIMESTAMP_NOT_FINITE(after))
 		return DT_NOEND;
+	last = dynbgw_floor_second(after);
+	next = dynbgw_next_in_local_order(s, tz, last);
+	if (s->frequent)
+		next = Min(next, dynbgw_next_in_second_pass(s, tz, last));
+	if (next != DT_NOEND && !IS_VALID_TIMESTAMP(next))
+		return DT_NOEND;
+	return next;
+}
 
-	/*
-	 * Local times repeat when the clocks go back: one that matches may have
-	 * had its instant already, then the search goes on after it.
-	 */
-	for (;;)
+/*
+ * Refuse a zone whose offset from UTC reaches 16 hours within the coming
+ * year, which sees every offset of a POSIX rule such as "<+25>-25".
+ */
+static void
+dynbgw_check_offsets(pg_tz *tz)
+{
+	pg_time_t	t = timestamptz_to_time_t(GetCurrentTimestamp());
+	pg_time_t	end = t + 366 * SECS_PER_DAY;
+	pg_time_t	boundary;
+	long int	before_gmtoff;
+	long int	after_gmtoff;
+	int			before_isdst;
+	int			after_isdst;
+
+	(void) dynbgw_gmtoff(time_t_to_timestamptz(t), tz);
+	while (t < end &&
+		   pg_next_dst_boundary(&t, &before_gmtoff, &before_isdst, &boundary,
+								&after_gmtoff, &after_isdst, tz) == 1)
 	{
-		if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0 ||
-			!dynbgw_next_local(s, &tm) ||
-			tm2timestamp(&tm, 0, NULL, &local) != 0)
-			return DT_NOEND;
-		if (dynbgw_local_to_instant(local, tz, after, &next))
-			return next;
-		local += USECS_PER_SEC;
+		(void) dynbgw_gmtoff(time_t_to_timestamptz(boundary), tz);
+		t = boundary;
 	}
 }
 
@@ -483,6 +594,7 @@ dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno, char *name)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("time zone \"%s\" not recognized", tzname),
 					 errhint("Use a name from pg_timezone_names.")));
+		dynbgw_check_offsets(tz);
 	}
 	strlcpy(name, pg_get_timezone_name(tz), DYNBGW_MAX_TIMEZONE);
 	return tz;
@@ -527,6 +639,7 @@ dynbgw_next_runs(PG_FUNCTION_ARGS)
 		Datum		value;
 		bool		isnull = false;
 
+		CHECK_FOR_INTERRUPTS();
 		t = dynbgw_schedule_next(&schedule, tz, t);
 		if (t == DT_NOEND)
 			break;

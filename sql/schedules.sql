@@ -43,9 +43,10 @@ FROM dynbgw_next_runs('30 2 * * *', 'America/New_York', '2026-03-06 12:00:00+00'
 -- twice and runs once, at its first occurrence.
 SELECT t, t AT TIME ZONE 'America/New_York' AS local
 FROM dynbgw_next_runs('30 1 * * *', 'America/New_York', '2026-10-30 12:00:00+00', 4) AS t;
--- Every 30 minutes across the repeated hour: each local time once.
+-- Every 30 minutes across the repeated hour: a frequent schedule (its
+-- seconds, minute or hour field begins with *) runs in both passes.
 SELECT t, t AT TIME ZONE 'America/New_York' AS local
-FROM dynbgw_next_runs('*/30 * * * *', 'America/New_York', '2026-11-01 03:50:00+00', 6) AS t;
+FROM dynbgw_next_runs('*/30 * * * *', 'America/New_York', '2026-11-01 03:50:00+00', 8) AS t;
 -- Every minute across the gap: 02:00 to 02:59 collapse into one run at 03:00.
 SELECT t, t AT TIME ZONE 'America/New_York' AS local
 FROM dynbgw_next_runs('* * * * *', 'America/New_York', '2026-03-08 06:58:00+00', 4) AS t;
@@ -55,6 +56,35 @@ SELECT t, t AT TIME ZONE 'Europe/Berlin' AS local
 FROM dynbgw_next_runs('30 2 * * *', 'Europe/Berlin', '2026-03-28 00:00:00+00', 3) AS t;
 SELECT t, t AT TIME ZONE 'Europe/Berlin' AS local
 FROM dynbgw_next_runs('30 2 * * *', 'Europe/Berlin', '2026-10-24 00:00:00+00', 3) AS t;
+-- From the last second before the gap, 02:30 still runs at the jump.
+SELECT t, t AT TIME ZONE 'America/New_York' AS local
+FROM dynbgw_next_runs('30 2 * * *', 'America/New_York', '2026-03-08 06:59:59+00', 1) AS t;
+-- In a sequence too: 02:59:59 does not exist in Berlin that night.
+SELECT t, t AT TIME ZONE 'Europe/Berlin' AS local
+FROM dynbgw_next_runs('59 59 * * * *', 'Europe/Berlin', '2026-03-29 00:00:00+00', 3) AS t;
+-- Frequent schedules have no pause when the clocks go back.
+SELECT count(*) AS runs, max(gap) AS longest_gap
+FROM (SELECT t - lag(t) OVER (ORDER BY t) AS gap
+      FROM dynbgw_next_runs('*/10 * * * * *', 'America/New_York', '2026-11-01 05:00:00+00', 1080) AS t) AS g;
+SELECT count(*) AS runs, max(gap) AS longest_gap
+FROM (SELECT t - lag(t) OVER (ORDER BY t) AS gap
+      FROM dynbgw_next_runs('* * * * *', 'Europe/Berlin', '2026-10-25 00:00:00+00', 150) AS t) AS g;
+-- From the end of the first pass, the next run is early in the second.
+SELECT t, t AT TIME ZONE 'America/New_York' AS local
+FROM dynbgw_next_runs('*/10 * * * * *', 'America/New_York', '2026-11-01 05:59:50+00', 2) AS t;
+SELECT t, t AT TIME ZONE 'America/New_York' AS local
+FROM dynbgw_next_runs('15 * * * *', 'America/New_York', '2026-11-01 05:20:00+00', 3) AS t;
+-- Lord Howe Island moves its clocks by half an hour, at 02:00 local time.
+SELECT t, t AT TIME ZONE 'Australia/Lord_Howe' AS local
+FROM dynbgw_next_runs('*/20 1-2 * * *', 'Australia/Lord_Howe', '2026-04-04 14:10:00+00', 7) AS t;
+-- Offsets must be less than 16 hours, as in a timestamptz (22009).
+SELECT dynbgw_next_runs('30 2 * * *', '<+25>-25', '2026-01-01 00:00:00+00', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_next_runs('30 2 * * *', 'A+15B+16,M3.2.0,M11.1.0', '2026-01-01 00:00:00+00', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_next_runs('30 2 * * *', 'A+14B+15,M3.2.0,M11.1.0', '2026-01-01 00:00:00+00', 1);
+-- The list ends with the range of timestamptz.
+SELECT t FROM dynbgw_next_runs('0 * * * *', 'America/Los_Angeles', '294276-12-31 20:00:00+00', 10) AS t;
 
 --
 -- Bad expressions (22023): the message says which field, and where.
@@ -123,6 +153,8 @@ SELECT dynbgw_launch(1, 'SELECT 1', naptime => '1 s', schedule => '* * * * *');
 SELECT dynbgw_launch(1, 'SELECT 1', timezone => 'UTC');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(1, 'SELECT 1', schedule => '* * * * *', timezone => 'Nowhere');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch(1, 'SELECT 1', schedule => '* * * * *', timezone => '<-16>16');
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_launch(1, 'SELECT 1', schedule => '* * * *');
 \echo :LAST_ERROR_SQLSTATE
