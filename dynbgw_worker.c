@@ -57,6 +57,9 @@ static volatile sig_atomic_t cancel_requested = false;
 static volatile sig_atomic_t run_timed_out = false;
 static TimeoutId run_timeout_id;
 
+/* Wakes the worker when its next run is due; see dynbgw_sleep_until(). */
+static TimeoutId wake_timeout_id;
+
 /* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
 static bool completed_run = false;
 
@@ -99,6 +102,12 @@ dynbgw_run_timeout_handler(void)
 	InterruptPending = true;
 	QueryCancelPending = true;
 	SetLatch(MyLatch);
+}
+
+/* The timeout module sets the latch for every timeout: nothing more to do. */
+static void
+dynbgw_wake_handler(void)
+{
 }
 
 /*
@@ -667,16 +676,14 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 }
 
 /*
- * Sleep until the given time or a stop request.  The latch wait sleeps in
- * whole milliseconds and the kernel may wake it a millisecond late, so it
- * wakes DYNBGW_SPIN_US early and the rest is waited out on the clock: a run
- * starts within a fraction of a millisecond of when it is due, at the cost
- * of at most that much CPU a run.  Interrupts are served even when the next
- * run is already due, as with naptime 0: barriers (DROP DATABASE elsewhere
- * waits for one) and cancels must not wait for a pause in the schedule.
+ * Sleep until the given time or a stop request.  The latch wait's own
+ * timeout counts whole milliseconds, and the kernel adds up to one more, so
+ * a timer of the timeout module (microseconds, and it sets the latch) wakes
+ * the worker when the run is due; the latch timeout, a millisecond later,
+ * only backs it up.  Interrupts are served even when the next run is
+ * already due, as with naptime 0: barriers (DROP DATABASE elsewhere waits
+ * for one) and cancels must not wait for a pause in the schedule.
  */
-#define DYNBGW_SPIN_US	2000
-
 static void
 dynbgw_sleep_until(TimestampTz wake_at)
 {
@@ -696,15 +703,13 @@ dynbgw_sleep_until(TimestampTz wake_at)
 		remaining_us = wake_at - GetCurrentTimestamp();
 		if (remaining_us <= 0)
 			return;
-		if (remaining_us > DYNBGW_SPIN_US)
-		{
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min((remaining_us - DYNBGW_SPIN_US) / 1000 + 1,
-								 3600 * 1000L),
-							 dynbgw_wait_event(DYNBGW_WAIT_NAP));
-			ResetLatch(MyLatch);
-		}
+		enable_timeout_at(wake_timeout_id, wake_at);
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining_us / 1000 + 1, 3600 * 1000L),
+						 dynbgw_wait_event(DYNBGW_WAIT_NAP));
+		ResetLatch(MyLatch);
+		disable_timeout(wake_timeout_id, false);
 	}
 }
 
@@ -721,6 +726,7 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw run",
 										ALLOCSET_DEFAULT_SIZES);
 	run_timeout_id = RegisterTimeout(USER_TIMEOUT, dynbgw_run_timeout_handler);
+	wake_timeout_id = RegisterTimeout(USER_TIMEOUT, dynbgw_wake_handler);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dynbgw_timetable_start(def, &tt);
 	dynbgw_report_ready(DYNBGW_IDLE, tt.due);

@@ -208,13 +208,13 @@ END $$;
 
 -- A session that sleeps with pg_sleep to each whole second and notes when
 -- it woke: what a cron schedule's runs are compared with.
-CREATE PROCEDURE bench_sleep_seconds(runs int)
+CREATE PROCEDURE bench_sleep_seconds(runs int, source text)
 LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1 .. runs LOOP
         PERFORM pg_sleep(extract(epoch FROM date_trunc('second', clock_timestamp())
                                  + interval '1 second' - clock_timestamp()));
-        INSERT INTO ticks VALUES ('cron_pg_sleep', clock_timestamp());
+        INSERT INTO ticks VALUES (source, clock_timestamp());
         COMMIT;
     END LOOP;
 END $$;
@@ -484,6 +484,27 @@ BEGIN
                    '≤ 1 ms', pct('cron_dynbgw', 0.99) <= 1);
     RETURN NEXT md('cron schedule every second: start after its second, max ms',
                    f(pct('cron_dynbgw', 1)), f(pct('cron_pg_sleep', 1)), NULL, NULL, NULL);
+
+    -- 4b. CPU per run, the cluster's over a window divided by the runs in it
+    RETURN NEXT md(format('every-second cron `INSERT` job: CPU per run of the worker process, ms (%s runs in %s s) vs the backend of a session sleeping with pg_sleep to each second and inserting (%s runs)',
+                          m('cpu_dynbgw_runs'), m('cpu_secs'), m('cpu_pg_sleep_runs')),
+                   f(m('cpu_dynbgw_own_ms') / m('cpu_dynbgw_runs')),
+                   f(m('cpu_pg_sleep_own_ms') / m('cpu_pg_sleep_runs')),
+                   (m('cpu_dynbgw_own_ms') / m('cpu_dynbgw_runs'))
+                   / (m('cpu_pg_sleep_own_ms') / m('cpu_pg_sleep_runs')),
+                   '≤ 0.3 ms', m('cpu_dynbgw_own_ms') / m('cpu_dynbgw_runs') <= 0.3);
+    RETURN NEXT md(format('the same, CPU per run of the whole cluster (the idle cluster takes %s ms in as long), ms',
+                          f(m('cpu_idle_ms'))),
+                   f(m('cpu_dynbgw_ms') / m('cpu_dynbgw_runs')),
+                   f(m('cpu_pg_sleep_ms') / m('cpu_pg_sleep_runs')),
+                   (m('cpu_dynbgw_ms') / m('cpu_dynbgw_runs'))
+                   / (m('cpu_pg_sleep_ms') / m('cpu_pg_sleep_runs')),
+                   '≤ 0.3 ms', m('cpu_dynbgw_ms') / m('cpu_dynbgw_runs') <= 0.3);
+    RETURN NEXT md(format('idle worker at `naptime => ''1 ms''`: CPU of the whole cluster, %% of a core (%s wake-ups in %s s), and ms per wake-up',
+                          m('cpu_nap1_runs'), m('cpu_secs')),
+                   format('%s %% (%s ms)', f(m('cpu_nap1_ms') / (10 * m('cpu_secs'))),
+                          f(m('cpu_nap1_ms') / m('cpu_nap1_runs'))),
+                   NULL, NULL, NULL, NULL);
 
     -- 5. scale: growth is judged per worker, against 10 workers
     FOREACH t IN ARRAY ARRAY['launch', 'stop'] LOOP

@@ -198,5 +198,55 @@ is("$runs4|$seconds4|$span4", '5|5|4',
 	'5 runs, one in each of 5 consecutive seconds');
 cmp_ok($late4, '<', $tolerance_ms, 'each started within 20 ms of its second');
 
+###########################################################################
+# 5. Waiting costs no CPU.  A worker is woken by a timer when a run is due
+# instead of waking early and watching the clock, which cost about 1.4 ms
+# of CPU a run, and all of a core for a worker with a naptime of 2 ms or
+# less.  CPU time comes from the kernel's schedstat of the worker process.
+###########################################################################
+
+# Nanoseconds of CPU the process has had so far.
+sub cpu_ns
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/schedstat") or die "schedstat of $pid: $!";
+	return (split ' ', <$fh>)[0];
+}
+
+SKIP:
+{
+	skip 'no /proc/PID/schedstat here', 2 unless -r "/proc/$$/schedstat";
+
+	my $pid = $node->safe_psql('postgres',
+		q{SELECT dynbgw_launch(5, naptime => '1 ms')});
+	my ($cpu0, $t0) = (cpu_ns($pid), time);
+	# About 2 s of its wake-ups.
+	$node->poll_query_until('postgres',
+		'SELECT runs >= 2000 FROM dynbgw_workers WHERE n = 5')
+	  or die 'the idle worker does not wake up';
+	my $share = (cpu_ns($pid) - $cpu0) / 1e9 / (time - $t0);
+	note sprintf 'idle worker at naptime 1 ms: %.1f %% of a core', 100 * $share;
+	cmp_ok($share, '<', 0.5, 'an idle worker at naptime 1 ms uses under half a core');
+	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
+
+	$node->safe_psql('postgres', 'CREATE TABLE t5 (t timestamptz)');
+	$pid = $node->safe_psql('postgres',
+		q{SELECT dynbgw_launch(5, 'INSERT INTO t5 VALUES (clock_timestamp())',
+		                       schedule => '* * * * * *', runs => 100)});
+	$node->poll_query_until('postgres', 'SELECT count(*) > 0 FROM t5')
+	  or die 'no first run';
+	my $runs0 = $node->safe_psql('postgres', 'SELECT count(*) FROM t5');
+	$cpu0 = cpu_ns($pid);
+	$node->poll_query_until('postgres', "SELECT count(*) >= $runs0 + 5 FROM t5")
+	  or die 'the every-second worker stopped running';
+	my $cpu1 = cpu_ns($pid);
+	my $runs = $node->safe_psql('postgres', 'SELECT count(*) FROM t5') - $runs0;
+	my $per_run_ms = ($cpu1 - $cpu0) / 1e6 / $runs;
+	note sprintf 'every-second INSERT job: %.3f ms of CPU a run over %d runs',
+	  $per_run_ms, $runs;
+	cmp_ok($per_run_ms, '<', 0.7, 'an every-second run costs its worker under 0.7 ms of CPU');
+	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 5)');
+}
+
 $node->stop;
 done_testing();
