@@ -260,7 +260,7 @@ typedef struct DynbgwShape
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595234	/* "DYR4" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595235	/* "DYR5" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -287,7 +287,7 @@ typedef struct DynbgwSavedWorker
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e33	/* "DYN3" */
+#define DYNBGW_SAVED_MAGIC	0x44594e34	/* "DYN4" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*

@@ -402,60 +402,116 @@ dynbgw_local(TimestampTz t, pg_tz *tz)
 }
 
 /*
- * The first whole second after lo, and no later than hi, at which the
- * offset of tz is no longer what it is at lo.  Offsets change on whole
- * seconds.
+ * Every instant that shows a given local time lies less than this from it,
+ * as offsets are less than 16 hours.
  */
-static TimestampTz
-dynbgw_offset_change(TimestampTz lo, TimestampTz hi, pg_tz *tz)
-{
-	int			off = dynbgw_gmtoff(lo, tz);
-
-	while (hi - lo > USECS_PER_SEC)
-	{
-		TimestampTz mid = lo + (hi - lo) / 2;
-
-		if (dynbgw_gmtoff(mid, tz) == off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return dynbgw_floor_second(hi);
-}
+#define DYNBGW_MAX_OFFSET_US	((TimestampTz) TZDISP_LIMIT * USECS_PER_SEC)
 
 /*
- * The instants at which the clock of tz shows the wall-clock time local,
- * earlier first, into instants; returns how many: two when the clocks go
- * back across it, one, or none when they jump over it, and then instants[0]
- * is the first instant after the jump.
+ * More changes of offset than this within 32 hours are not looked at: no
+ * zone has more than two.
+ */
+#define DYNBGW_MAX_CHANGES		8
+
+/* A change of a zone's offset: from "before" to "after" seconds east, at "at". */
+typedef struct DynbgwChange
+{
+	TimestampTz at;
+	int			before;
+	int			after;
+} DynbgwChange;
+
+/*
+ * The changes of offset of tz after "from" and up to "to", in order, into
+ * changes; returns how many.
  */
 static int
-dynbgw_local_instants(Timestamp local, pg_tz *tz, TimestampTz instants[2])
+dynbgw_offset_changes(pg_tz *tz, TimestampTz from, TimestampTz to,
+					  DynbgwChange *changes)
 {
-	/*
-	 * Offsets are less than a day and change months apart, so the offsets
-	 * in force a day around are all the candidates.
-	 */
-	int			off_before = dynbgw_gmtoff(local - USECS_PER_DAY, tz);
-	int			off_after = dynbgw_gmtoff(local + USECS_PER_DAY, tz);
-	TimestampTz candidates[2];
+	pg_time_t	t = timestamptz_to_time_t(Max(from, MIN_TIMESTAMP));
 	int			count = 0;
 
-	/* The earlier instant first: the larger offset east. */
-	candidates[0] = local - (TimestampTz) Max(off_before, off_after) * USECS_PER_SEC;
-	candidates[1] = local - (TimestampTz) Min(off_before, off_after) * USECS_PER_SEC;
-	for (int i = 0; i < (off_before == off_after ? 1 : 2); i++)
+	while (count < DYNBGW_MAX_CHANGES)
 	{
-		if (dynbgw_local(candidates[i], tz) == local)
-			instants[count++] = candidates[i];
+		pg_time_t	boundary;
+		long int	before_gmtoff;
+		long int	after_gmtoff;
+		int			before_isdst;
+		int			after_isdst;
+		TimestampTz at;
+
+		if (pg_next_dst_boundary(&t, &before_gmtoff, &before_isdst, &boundary,
+								 &after_gmtoff, &after_isdst, tz) != 1)
+			break;
+		at = time_t_to_timestamptz(boundary);
+		if (at > to || at >= END_TIMESTAMP)
+			break;
+		/* What pg_localtime() says, as everywhere else; a type may change alone. */
+		changes[count].at = at;
+		changes[count].before = dynbgw_gmtoff(at - USECS_PER_SEC, tz);
+		changes[count].after = dynbgw_gmtoff(at, tz);
+		if (changes[count].before != changes[count].after)
+			count++;
+		t = boundary;
 	}
-	if (count == 0)
-		instants[0] = dynbgw_offset_change(candidates[0], candidates[1], tz);
 	return count;
 }
 
 /*
- * The first matching local time at or after from, or DT_NOEND if none
+ * The instants at which a run for the local time "local" is due, in order,
+ * into instants: each instant the clock of tz shows it, and, if the clock
+ * jumps forward over it, the first instant after the jump.  Returns how
+ * many; at least one, since the clock passes every local time.
+ */
+static int
+dynbgw_local_instants(Timestamp local, pg_tz *tz, TimestampTz *instants)
+{
+	TimestampTz from = local - DYNBGW_MAX_OFFSET_US;
+	DynbgwChange changes[DYNBGW_MAX_CHANGES];
+	int			nchanges = dynbgw_offset_changes(tz, from,
+												 local + DYNBGW_MAX_OFFSET_US,
+												 changes);
+	TimestampTz start = from;
+	int			off = dynbgw_gmtoff(from, tz);
+	int			count = 0;
+
+	for (int i = 0; i <= nchanges; i++)
+	{
+		TimestampTz t = local - (TimestampTz) off * USECS_PER_SEC;
+
+		/* shown while the offset is off */
+		if (t >= start && (i == nchanges || t < changes[i].at))
+			instants[count++] = t;
+		if (i == nchanges)
+			break;
+		/* jumped over */
+		if (local >= changes[i].at + (TimestampTz) changes[i].before * USECS_PER_SEC &&
+			local < changes[i].at + (TimestampTz) changes[i].after * USECS_PER_SEC)
+			instants[count++] = changes[i].at;
+		start = changes[i].at;
+		off = changes[i].after;
+	}
+	Assert(count > 0);
+	return count;
+}
+
+/*
+ * Local time: timestamp arithmetic, and a struct pg_tm for
+ * dynbgw_next_local().  Not limited to the range of timestamps: the local
+ * time of an instant in range may be up to 16 hours past its end.
+ */
+static Timestamp
+dynbgw_tm_to_local(const struct pg_tm *tm)
+{
+	return ((Timestamp) (date2j(tm->tm_year, tm->tm_mon, tm->tm_mday) -
+						 POSTGRES_EPOCH_JDATE) * SECS_PER_DAY +
+			(tm->tm_hour * MINS_PER_HOUR + tm->tm_min) * SECS_PER_MINUTE +
+			tm->tm_sec) * USECS_PER_SEC;
+}
+
+/*
+ * The first matching local time at or after "from", or DT_NOEND if none
  * within the horizon or the range of timestamps.
  */
 static Timestamp
@@ -463,70 +519,91 @@ dynbgw_next_match(const DynbgwSchedule *s, Timestamp from)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
-	Timestamp	local;
 
-	if (timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0 ||
-		!dynbgw_next_local(s, &tm) ||
-		tm2timestamp(&tm, 0, NULL, &local) != 0)
+	/* Local times before the first timestamp are not looked at. */
+	from = Max(from, MIN_TIMESTAMP);
+	if (from >= END_TIMESTAMP + DYNBGW_MAX_OFFSET_US ||
+		timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		!dynbgw_next_local(s, &tm))
 		return DT_NOEND;
-	return local;
+	return dynbgw_tm_to_local(&tm);
 }
 
 /*
- * The first instant after last at which the schedule is due, found in the
- * order of local times from just after the local time of last.  Only the
- * second pass of a repeated hour that last is in the first pass of can come
- * earlier; see dynbgw_schedule_next().
+ * The first instant after last at which the schedule is due, among those of
+ * the local times after that of last, taken in order.  A local time's
+ * first instant is never earlier than that of a local time before it, so
+ * the first found is the answer for a schedule due at first instants only;
+ * and the clock cannot reach a later local time without passing this one,
+ * so it is the answer for a frequent schedule too.
  */
 static TimestampTz
-dynbgw_next_in_local_order(const DynbgwSchedule *s, pg_tz *tz,
-						   TimestampTz last)
+dynbgw_next_ahead(const DynbgwSchedule *s, pg_tz *tz, TimestampTz last)
 {
 	Timestamp	from = dynbgw_local(last, tz) + USECS_PER_SEC;
 
 	for (;;)
 	{
 		Timestamp	local = dynbgw_next_match(s, from);
-		TimestampTz instants[2];
+		TimestampTz instants[2 * DYNBGW_MAX_CHANGES + 1];
 		int			count;
 
 		if (local == DT_NOEND)
 			return DT_NOEND;
 		count = dynbgw_local_instants(local, tz, instants);
-		if (instants[0] > last)
-			return instants[0];
-		if (count == 2 && s->frequent && instants[1] > last)
-			return instants[1];
+		for (int i = 0; i < (s->frequent ? count : 1); i++)
+		{
+			if (instants[i] > last)
+				return instants[i];
+		}
 		from = local + USECS_PER_SEC;
 	}
 }
 
 /*
- * If the clocks go back after last to show its local time again, the first
- * instant of that second pass at which a frequent schedule is due and that
- * comes before the local time of last shows again; else DT_NOEND.  Those
- * local times are behind the search in local order.
+ * For a frequent schedule: the first instant after last at which it is due
+ * for a local time no later than that of last, once the clocks have gone
+ * back; DT_NOEND if there is none.  Such an instant shows, or jumps over, a
+ * time no later than that of last, so it comes less than 16 hours after it.
+ * The stretches of constant offset after last are taken in order.
  */
 static TimestampTz
-dynbgw_next_in_second_pass(const DynbgwSchedule *s, pg_tz *tz,
-						   TimestampTz last)
+dynbgw_next_behind(const DynbgwSchedule *s, pg_tz *tz, TimestampTz last)
 {
-	int			off = dynbgw_gmtoff(last, tz);
-	int			later_off = dynbgw_gmtoff(last + USECS_PER_DAY, tz);
-	TimestampTz again;
-	TimestampTz change;
-	Timestamp	local;
+	Timestamp	last_local = dynbgw_local(last, tz);
+	DynbgwChange changes[DYNBGW_MAX_CHANGES];
+	int			nchanges = dynbgw_offset_changes(tz, last,
+												 last_local + DYNBGW_MAX_OFFSET_US,
+												 changes);
 
-	if (later_off >= off)
-		return DT_NOEND;
-	again = last + (TimestampTz) (off - later_off) * USECS_PER_SEC;
-	if (dynbgw_gmtoff(again, tz) != later_off)
-		return DT_NOEND;
-	change = dynbgw_offset_change(last, again, tz);
-	local = dynbgw_next_match(s, dynbgw_local(change, tz));
-	if (local == DT_NOEND || local > dynbgw_local(last, tz))
-		return DT_NOEND;
-	return local - (TimestampTz) later_off * USECS_PER_SEC;
+	for (int i = 0; i < nchanges; i++)
+	{
+		TimestampTz before = (TimestampTz) changes[i].before * USECS_PER_SEC;
+		TimestampTz after = (TimestampTz) changes[i].after * USECS_PER_SEC;
+		Timestamp	to;
+		Timestamp	local;
+
+		/* the times it jumps over */
+		to = Min(changes[i].at + after - USECS_PER_SEC, last_local);
+		if (after > before && changes[i].at + before <= to)
+		{
+			local = dynbgw_next_match(s, changes[i].at + before);
+			if (local <= to)
+				return changes[i].at;
+		}
+
+		/* the times it shows until the next change */
+		to = last_local;
+		if (i + 1 < nchanges)
+			to = Min(to, changes[i + 1].at + after - USECS_PER_SEC);
+		if (changes[i].at + after <= to)
+		{
+			local = dynbgw_next_match(s, changes[i].at + after);
+			if (local <= to)
+				return local - after;
+		}
+	}
+	return DT_NOEND;
 }
 
 /*
@@ -542,9 +619,9 @@ dynbgw_schedule_next(const DynbgwSchedule *s, pg_tz *tz, TimestampTz after)
 	if (TIMESTAMP_NOT_FINITE(after))
 		return DT_NOEND;
 	last = dynbgw_floor_second(after);
-	next = dynbgw_next_in_local_order(s, tz, last);
+	next = dynbgw_next_ahead(s, tz, last);
 	if (s->frequent)
-		next = Min(next, dynbgw_next_in_second_pass(s, tz, last));
+		next = Min(next, dynbgw_next_behind(s, tz, last));
 	if (next != DT_NOEND && !IS_VALID_TIMESTAMP(next))
 		return DT_NOEND;
 	return next;
@@ -594,8 +671,8 @@ dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno, char *name)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("time zone \"%s\" not recognized", tzname),
 					 errhint("Use a name from pg_timezone_names.")));
-		dynbgw_check_offsets(tz);
 	}
+	dynbgw_check_offsets(tz);
 	strlcpy(name, pg_get_timezone_name(tz), DYNBGW_MAX_TIMEZONE);
 	return tz;
 }

@@ -83,8 +83,27 @@ SELECT dynbgw_next_runs('30 2 * * *', '<+25>-25', '2026-01-01 00:00:00+00', 1);
 SELECT dynbgw_next_runs('30 2 * * *', 'A+15B+16,M3.2.0,M11.1.0', '2026-01-01 00:00:00+00', 1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_next_runs('30 2 * * *', 'A+14B+15,M3.2.0,M11.1.0', '2026-01-01 00:00:00+00', 1);
--- The list ends with the range of timestamptz.
+-- ... also the session's zone, when the time zone is NULL.
+SET TimeZone = 'A+15B+16,J339/12,J340/12';
+SELECT dynbgw_next_runs('30 2 * * *', NULL, '2026-01-01 00:00:00+00', 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_launch(1, 'SELECT 1', schedule => '48 10 4,5 12 *');
+\echo :LAST_ERROR_SQLSTATE
+SET TimeZone = 'UTC';
+-- Clocks that change twice within a day or so: daylight saving time for
+-- a day (from 02:00 on 10 April to 02:00 the next day), then for six hours.
+SELECT t, t AT TIME ZONE 'XXX0YYY,J100,J101' AS local
+FROM dynbgw_next_runs('0 * * * *', 'XXX0YYY,J100,J101', '2026-04-10 00:00:00+00', 6) AS t;
+SELECT dynbgw_next_runs('30 0 * * *', 'XXX0YYY,J100/0,J100/6', '2026-04-09 23:00:00+00', 1) AS in_the_jump,
+       dynbgw_next_runs('30 5 * * *', 'XXX0YYY,J100/0,J100/6', '2026-04-09 23:00:00+00', 1) AS first_of_two;
+-- Clocks that go back by 30 hours: day 6 shows again.
+SELECT t, t AT TIME ZONE 'A-15B+15,M3.2.0,M11.1.0' AS local
+FROM dynbgw_next_runs('* * 6 * *', 'A-15B+15,M3.2.0,M11.1.0', '2026-03-06 08:58:00+00', 3) AS t;
+-- The list ends with the range of timestamptz, also where the local time
+-- is past it.
 SELECT t FROM dynbgw_next_runs('0 * * * *', 'America/Los_Angeles', '294276-12-31 20:00:00+00', 10) AS t;
+SELECT count(*), min(t), max(t)
+FROM dynbgw_next_runs('0 * * * *', 'Pacific/Kiritimati', '294276-12-31 08:00:00+00', 20) AS t;
 
 --
 -- Bad expressions (22023): the message says which field, and where.
