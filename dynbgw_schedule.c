@@ -422,6 +422,28 @@ typedef struct DynbgwChange
 } DynbgwChange;
 
 /*
+ * The first whole second after lo, and no later than hi, at which the
+ * offset of tz is no longer what it is at lo.  Offsets change on whole
+ * seconds.
+ */
+static TimestampTz
+dynbgw_offset_change(TimestampTz lo, TimestampTz hi, pg_tz *tz)
+{
+	int			off = dynbgw_gmtoff(lo, tz);
+
+	while (hi - lo > USECS_PER_SEC)
+	{
+		TimestampTz mid = lo + (hi - lo) / 2;
+
+		if (dynbgw_gmtoff(mid, tz) == off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return dynbgw_floor_second(hi);
+}
+
+/*
  * The changes of offset of tz after "from" and up to "to", in order, into
  * changes; returns how many.
  */
@@ -429,11 +451,13 @@ static int
 dynbgw_offset_changes(pg_tz *tz, TimestampTz from, TimestampTz to,
 					  DynbgwChange *changes)
 {
-	pg_time_t	t = timestamptz_to_time_t(Max(from, MIN_TIMESTAMP));
+	TimestampTz last = Max(from, MIN_TIMESTAMP);
 	int			count = 0;
 
-	while (count < DYNBGW_MAX_CHANGES)
+	to = Min(to, END_TIMESTAMP - USECS_PER_SEC);
+	while (count < DYNBGW_MAX_CHANGES && last < to)
 	{
+		pg_time_t	t = timestamptz_to_time_t(last);
 		pg_time_t	boundary;
 		long int	before_gmtoff;
 		long int	after_gmtoff;
@@ -442,10 +466,22 @@ dynbgw_offset_changes(pg_tz *tz, TimestampTz from, TimestampTz to,
 		TimestampTz at;
 
 		if (pg_next_dst_boundary(&t, &before_gmtoff, &before_isdst, &boundary,
-								 &after_gmtoff, &after_isdst, tz) != 1)
+								 &after_gmtoff, &after_isdst, tz) == 1 &&
+			time_t_to_timestamptz(boundary) > last)
+			at = time_t_to_timestamptz(boundary);
+		else if (dynbgw_gmtoff(last, tz) != dynbgw_gmtoff(to, tz))
+		{
+			/*
+			 * pg_next_dst_boundary() has nothing to say, or nothing sound,
+			 * where a zone's table of changes ends (a POSIX rule's in 2770)
+			 * and near the end of time, though pg_localtime() carries the
+			 * rule on.
+			 */
+			at = dynbgw_offset_change(last, to, tz);
+		}
+		else
 			break;
-		at = time_t_to_timestamptz(boundary);
-		if (at > to || at >= END_TIMESTAMP)
+		if (at > to)
 			break;
 		/* What pg_localtime() says, as everywhere else; a type may change alone. */
 		changes[count].at = at;
@@ -453,7 +489,7 @@ dynbgw_offset_changes(pg_tz *tz, TimestampTz from, TimestampTz to,
 		changes[count].after = dynbgw_gmtoff(at, tz);
 		if (changes[count].before != changes[count].after)
 			count++;
-		t = boundary;
+		last = at;
 	}
 	return count;
 }
@@ -497,36 +533,62 @@ dynbgw_local_instants(Timestamp local, pg_tz *tz, TimestampTz *instants)
 }
 
 /*
- * Local time: timestamp arithmetic, and a struct pg_tm for
- * dynbgw_next_local().  Not limited to the range of timestamps: the local
- * time of an instant in range may be up to 16 hours past its end.
+ * Local times are timestamps for arithmetic and a struct pg_tm for
+ * dynbgw_next_local(), and range up to 16 hours beyond either end of the
+ * range of timestamps: the local time of an instant in range may.  The
+ * conversions of timestamp.c stop at the ends.
  */
+#define DYNBGW_FIRST_LOCAL	(MIN_TIMESTAMP - DYNBGW_MAX_OFFSET_US)
+#define DYNBGW_END_LOCAL	(END_TIMESTAMP + DYNBGW_MAX_OFFSET_US)
+
+static void
+dynbgw_local_to_tm(Timestamp local, struct pg_tm *tm)
+{
+	int64		days = local / USECS_PER_DAY;
+	int64		secs;
+
+	if (local % USECS_PER_DAY < 0)
+		days--;
+	secs = (local - days * USECS_PER_DAY) / USECS_PER_SEC;
+	j2date((int) (days + POSTGRES_EPOCH_JDATE),
+		   &tm->tm_year, &tm->tm_mon, &tm->tm_mday);
+	tm->tm_hour = (int) (secs / SECS_PER_HOUR);
+	tm->tm_min = (int) (secs / SECS_PER_MINUTE % MINS_PER_HOUR);
+	tm->tm_sec = (int) (secs % SECS_PER_MINUTE);
+}
+
+/* DT_NOEND past the last local time. */
 static Timestamp
 dynbgw_tm_to_local(const struct pg_tm *tm)
 {
-	return ((Timestamp) (date2j(tm->tm_year, tm->tm_mon, tm->tm_mday) -
-						 POSTGRES_EPOCH_JDATE) * SECS_PER_DAY +
+	int			julian = date2j(tm->tm_year, tm->tm_mon, tm->tm_mday);
+
+	/* before the product can overflow */
+	if (julian > TIMESTAMP_END_JULIAN + 1)
+		return DT_NOEND;
+	return ((Timestamp) (julian - POSTGRES_EPOCH_JDATE) * SECS_PER_DAY +
 			(tm->tm_hour * MINS_PER_HOUR + tm->tm_min) * SECS_PER_MINUTE +
 			tm->tm_sec) * USECS_PER_SEC;
 }
 
 /*
  * The first matching local time at or after "from", or DT_NOEND if none
- * within the horizon or the range of timestamps.
+ * within the horizon or the local times of the range of timestamps.
  */
 static Timestamp
 dynbgw_next_match(const DynbgwSchedule *s, Timestamp from)
 {
 	struct pg_tm tm;
-	fsec_t		fsec;
+	Timestamp	local;
 
-	/* Local times before the first timestamp are not looked at. */
-	from = Max(from, MIN_TIMESTAMP);
-	if (from >= END_TIMESTAMP + DYNBGW_MAX_OFFSET_US ||
-		timestamp2tm(from, NULL, &tm, &fsec, NULL, NULL) != 0 ||
-		!dynbgw_next_local(s, &tm))
+	from = Max(from, DYNBGW_FIRST_LOCAL);
+	if (from >= DYNBGW_END_LOCAL)
 		return DT_NOEND;
-	return dynbgw_tm_to_local(&tm);
+	dynbgw_local_to_tm(from, &tm);
+	if (!dynbgw_next_local(s, &tm))
+		return DT_NOEND;
+	local = dynbgw_tm_to_local(&tm);
+	return local < DYNBGW_END_LOCAL ? local : DT_NOEND;
 }
 
 /*

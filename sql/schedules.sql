@@ -104,6 +104,17 @@ FROM dynbgw_next_runs('* * 6 * *', 'A-15B+15,M3.2.0,M11.1.0', '2026-03-06 08:58:
 SELECT t FROM dynbgw_next_runs('0 * * * *', 'America/Los_Angeles', '294276-12-31 20:00:00+00', 10) AS t;
 SELECT count(*), min(t), max(t)
 FROM dynbgw_next_runs('0 * * * *', 'Pacific/Kiritimati', '294276-12-31 08:00:00+00', 20) AS t;
+-- A search that runs past the end of the range ends (it used to loop for
+-- ever, deaf to cancels): no Sunday 29 February is left, and only 9498
+-- from 2026 on.
+SELECT count(*) FROM dynbgw_next_runs('0 0 29 2 */7', 'UTC', '294253-01-01 00:00:00+00', 1);
+SELECT count(*) FROM dynbgw_next_runs('0 0 29 2 */7', 'America/New_York', '2026-01-01 00:00:00+00', 10000);
+-- The range begins at midnight UTC: the runs of a zone west of it begin
+-- there too, on the local day before.
+SELECT t FROM dynbgw_next_runs('0 * * * *', '<-15>15', '4714-11-24 00:00:00+00 BC', 2) AS t;
+-- A POSIX rule's table of changes ends in 2770; the rule goes on.
+SELECT t, t AT TIME ZONE 'A0B,J365/23,J1/1' AS local
+FROM dynbgw_next_runs('0 5 * * *', 'A0B,J365/23,J1/1', '2770-01-01 00:30:00+00', 1) AS t;
 
 --
 -- Bad expressions (22023): the message says which field, and where.
