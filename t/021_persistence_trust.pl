@@ -70,6 +70,21 @@ sub as_role
 	return $out;
 }
 
+# $role saves worker $n, an idle job, in $db and stops it, which leaves
+# only its saved row (a test of its own).
+sub save_and_stop
+{
+	my ($role, $n, $db) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	is( as_role(
+			$role,
+			qq{SELECT dynbgw_launch($n, 'SELECT 1', naptime => '1 hour', persist => true) > 0
+			     AND dynbgw_stop(n => $n)},
+			$db),
+		't',
+		"$role saves worker $n" . (defined $db ? " in $db" : '') . ' and stops it');
+}
+
 # $sql as $role in $db, expecting an error (a test of its own): stderr.
 sub error_as
 {
@@ -246,12 +261,7 @@ $err = error_as('mallory',
 	'mallory cannot turn her row into bob\'s');
 like($err, in_the_name_of('bob'), 'with 42501, naming bob');
 
-is( as_role(
-		'bob',
-		q{SELECT dynbgw_launch(16, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-		     AND dynbgw_stop(n => 16)}),
-	't',
-	'bob saves worker 16 and stops it');
+save_and_stop('bob', 16);
 is(as_role('mallory', 'SELECT owner FROM dynbgw_definitions WHERE n = 16'),
 	'bob', 'mallory, with BYPASSRLS, sees bob\'s row');
 $err = error_as('mallory',
@@ -356,13 +366,7 @@ clean_slate();
 $node->safe_psql('postgres', 'ALTER ROLE alice BYPASSRLS; GRANT dave TO alice');
 for my $def ([ 'alice', 21 ], [ 'bob', 22 ], [ 'dave', 23 ])
 {
-	my ($role, $n) = @$def;
-	is( as_role(
-			$role,
-			qq{SELECT dynbgw_launch($n, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-			     AND dynbgw_stop(n => $n)}),
-		't',
-		"$role saves worker $n and stops it");
+	save_and_stop(@$def);
 }
 is(as_role('alice', 'SELECT count(*) FROM dynbgw_definitions'),
 	'3', 'alice, with BYPASSRLS, sees all three rows');
@@ -540,12 +544,7 @@ ok( stays(
 	'nothing ran as the new dora or erin');
 clean_slate();
 
-is( as_role(
-		'carol',
-		q{SELECT dynbgw_launch(33, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-		     AND dynbgw_stop(n => 33)}),
-	't',
-	'carol saves worker 33 and stops it');
+save_and_stop('carol', 33);
 $node->safe_psql('postgres', 'ALTER ROLE carol RENAME TO carol2');
 is(as_role('carol2', 'SELECT n, owner, role FROM dynbgw_definitions'),
 	'33|carol2|carol2', 'renamed carol2, she sees her row');
@@ -599,13 +598,7 @@ clean_slate('app', 'staging');
 # stops his worker, the restore launches alice's.
 ###########################################################################
 
-is( as_role(
-		'alice',
-		q{SELECT dynbgw_launch(3, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-		     AND dynbgw_stop(n => 3)},
-		'app'),
-	't',
-	'alice saves worker 3 in app and stops it');
+save_and_stop('alice', 3, 'app');
 my $bob_pid = as_role('bob',
 	q{SELECT dynbgw_launch(3, 'SELECT 2', naptime => '1 hour')}, 'reports');
 like($bob_pid, qr/^\d+$/, 'bob launches a worker 3 of his own in reports');
@@ -688,12 +681,7 @@ clean_slate();
 # role.
 ###########################################################################
 
-is( as_role(
-		'bob',
-		q{SELECT dynbgw_launch(4, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-		     AND dynbgw_stop(n => 4)}),
-	't',
-	'bob saves worker 4 and stops it');
+save_and_stop('bob', 4);
 my $launch4 =
   q{SELECT dynbgw_launch(4, 'SELECT 1', naptime => '1 hour', persist => true);};
 $err = error_as('alice', $launch4, 'alice cannot save worker 4');
@@ -718,12 +706,7 @@ is(as_role('alice', 'DELETE FROM dynbgw_definitions WHERE n = 4 RETURNING owner'
 like(as_role('bob', $launch4), qr/^\d+$/, 'now bob saves worker 4');
 clean_slate();
 
-is( as_role(
-		'fred',
-		q{SELECT dynbgw_launch(8, 'SELECT 1', naptime => '1 hour', persist => true) > 0
-		     AND dynbgw_stop(n => 8)}),
-	't',
-	'fred saves worker 8 and stops it');
+save_and_stop('fred', 8);
 $node->safe_psql('postgres', 'DROP OWNED BY fred; DROP ROLE fred');
 $err = error_as('alice',
 	q{SELECT dynbgw_launch(8, 'SELECT 1', naptime => '1 hour', persist => true);},
