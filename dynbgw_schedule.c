@@ -362,8 +362,8 @@ dynbgw_next_local(const DynbgwSchedule *s, struct pg_tm *tm)
 /*
  * Seconds east of UTC in zone tz at instant t, which is brought into the
  * range of timestamps first.  An offset of 16 hours or more is refused, as
- * in a timestamptz: the search below also relies on offsets of less than a
- * day.
+ * in a timestamptz: the search below relies on that bound
+ * (DYNBGW_MAX_OFFSET_US).
  */
 static int
 dynbgw_gmtoff(TimestampTz t, pg_tz *tz)
