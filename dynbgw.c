@@ -287,7 +287,7 @@ dynbgw_check_command(const char *command)
 	errcallback.arg = unconstify(char *, command);
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
-	parsetrees = raw_parser(command, RAW_PARSE_DEFAULT);
+	parsetrees = dynbgw_raw_parse(command);
 	error_context_stack = errcallback.previous;
 
 	dynbgw_command_check(parsetrees);

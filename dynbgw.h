@@ -426,6 +426,21 @@ extern void dynbgw_limit_error(const DynbgwLimits *limits,
 extern PGDLLEXPORT void dynbgw_worker_main(Datum main_arg);
 
 /*
+ * The SQL-callable functions: exported, which PG_FUNCTION_INFO_V1() does
+ * not see to before 16 (see PGDLLEXPORT in dynbgw_compat.h).
+ */
+extern PGDLLEXPORT Datum dynbgw_launch(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_launch_function(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_pid(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_stop(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_workers(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_wait(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_runs(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_next_runs(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_definitions_guard(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_restore(PG_FUNCTION_ARGS);
+
+/*
  * What every dynamic worker of dynbgw's is: connected to a database, ended
  * by the commands that need its database to themselves (19+), started once
  * recovery is over, running one of dynbgw's own entry points.

@@ -198,7 +198,8 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 		PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
 		PortalStart(portal, NULL, 0, InvalidSnapshot);
 		receiver = CreateDestReceiver(DestNone);
-		(void) PortalRun(portal, FETCH_ALL, true, receiver, receiver, &qc);
+		(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, receiver,
+								 &qc);
 		receiver->rDestroy(receiver);
 		PortalDrop(portal, false);
 		dynbgw_result_string(result, &qc);
@@ -312,7 +313,7 @@ dynbgw_command_recover(void)
 	PortalErrorCleanup();
 	if (MyReplicationSlot != NULL)
 		ReplicationSlotRelease();
-	ReplicationSlotCleanup(false);
+	dynbgw_drop_temporary_slots();
 	jit_reset_after_error();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	RESUME_INTERRUPTS();

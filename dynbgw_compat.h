@@ -4,15 +4,17 @@
  *		Every difference between the PostgreSQL versions dynbgw builds on
  *		(13 to 19), in one place.
  *
- * The code is written against the newest servers' API.  For older servers
- * the macros and inline functions here map it onto what they have, and
- * what only newer servers offer is announced by a DYNBGW_HAVE_... macro.
- * Nothing else in dynbgw tests PG_VERSION_NUM.  test/compile-check compiles
- * every file against the headers of 13, 15, 17, 18 and 19.
+ * Where a server function's arguments changed, dynbgw calls it through a
+ * wrapper of its own name (dynbgw_portal_run() and so on), so that a call
+ * never reads as one version's while another's compiles.  Names that only
+ * newer servers have (InitMaterializedSRF(), object_aclcheck(), ...) are
+ * provided for older ones with the newer meaning; what only newer servers
+ * offer is announced by a DYNBGW_HAVE_... macro.  The few differences that
+ * need code or a variable are in dynbgw_compat.c.  Nothing else in dynbgw
+ * tests PG_VERSION_NUM.  test/compile-check compiles every file against the
+ * headers of 13, 15, 17, 18 and 19.
  *
- * Included by dynbgw.h, after postgres.h.  Where a macro here takes the
- * name of a server function, the header declaring that function is
- * included first, so that its declaration is not rewritten.
+ * Included by dynbgw.h, after postgres.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,14 +37,18 @@ typedef struct DynbgwHandle
 
 /* ---- changed in 14 ---- */
 
-/* 14 renamed the predefined roles' OIDs and gave raw_parser() a mode. */
+/* 14 renamed the predefined roles' OIDs. */
 #if PG_VERSION_NUM < 140000
 #include "catalog/pg_authid.h"
-#include "parser/parser.h"
 #define ROLE_PG_READ_ALL_STATS	DEFAULT_ROLE_READ_ALL_STATS
 #define ROLE_PG_SIGNAL_BACKEND	DEFAULT_ROLE_SIGNAL_BACKENDID
-#define RAW_PARSE_DEFAULT		0
-#define raw_parser(str, mode)	raw_parser(str)
+#endif
+
+/* 14 gave raw_parser() a mode: a whole query string is the default. */
+#if PG_VERSION_NUM >= 140000
+#define dynbgw_raw_parse(str)	raw_parser(str, RAW_PARSE_DEFAULT)
+#else
+#define dynbgw_raw_parse(str)	raw_parser(str)
 #endif
 
 /*
@@ -118,24 +124,12 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 /*
  * dynbgw is built with hidden symbol visibility (the Makefile), so that only
  * entry points and SQL-callable functions can be loaded by name.  From 16
- * PGDLLEXPORT marks those visible; before, it is empty.
+ * PGDLLEXPORT marks those visible, and PG_FUNCTION_INFO_V1() declares the
+ * function with it; before, it is empty, and dynbgw.h declares each
+ * SQL-callable function with this one.
  */
 #undef PGDLLEXPORT
 #define PGDLLEXPORT __attribute__((visibility("default")))
-
-/* 16 marks the SQL-callable function itself, not only its info record. */
-#include "fmgr.h"
-#undef PG_FUNCTION_INFO_V1
-#define PG_FUNCTION_INFO_V1(funcname) \
-extern PGDLLEXPORT Datum funcname(PG_FUNCTION_ARGS); \
-extern PGDLLEXPORT const Pg_finfo_record *CppConcat(pg_finfo_,funcname)(void); \
-const Pg_finfo_record * \
-CppConcat(pg_finfo_,funcname) (void) \
-{ \
-	static const Pg_finfo_record my_finfo = { 1 }; \
-	return &my_finfo; \
-} \
-extern int no_such_variable
 
 /* 16 declares _PG_init() in fmgr.h. */
 extern PGDLLEXPORT void _PG_init(void);
@@ -162,10 +156,14 @@ extern PGDLLEXPORT void _PG_init(void);
 
 /* ---- changed in 17 ---- */
 
-/* 17 gave ReplicationSlotCleanup() the choice to drop synced slots only. */
-#if PG_VERSION_NUM < 170000
-#include "replication/slot.h"
-#define ReplicationSlotCleanup(synced_only)	ReplicationSlotCleanup()
+/*
+ * Drop the temporary replication slots the session made.  17 gave
+ * ReplicationSlotCleanup() the choice to drop synced slots only.
+ */
+#if PG_VERSION_NUM >= 170000
+#define dynbgw_drop_temporary_slots()	ReplicationSlotCleanup(false)
+#else
+#define dynbgw_drop_temporary_slots()	ReplicationSlotCleanup()
 #endif
 
 /* ---- new in 17 ---- */
@@ -197,50 +195,43 @@ typedef enum DynbgwWaitEvent
 	DYNBGW_WAIT_END				/* dynbgw_wait() waiting for a launch to end */
 } DynbgwWaitEvent;
 
-#if PG_VERSION_NUM >= 170000
-static inline uint32
-dynbgw_wait_event(DynbgwWaitEvent event)
-{
-	static const char *const names[] = {"DynbgwNap", "DynbgwLaunch", "DynbgwStop",
-	"DynbgwWait"};
-	static uint32 ids[lengthof(names)];
-
-	/* Each process looks a name up once; it has one ID server-wide. */
-	if (ids[event] == 0)
-		ids[event] = WaitEventExtensionNew(names[event]);
-	return ids[event];
-}
-#else
-#define dynbgw_wait_event(event)	PG_WAIT_EXTENSION
-#endif
+extern uint32 dynbgw_wait_event(DynbgwWaitEvent event);
 
 /* ---- changed in 18 ---- */
 
 /* 18 dropped PortalRun()'s run_once argument; dynbgw runs a portal once. */
-#if PG_VERSION_NUM < 180000
-#include "tcop/pquery.h"
-#define PortalRun(portal, count, isTopLevel, dest, altdest, qc) \
+#if PG_VERSION_NUM >= 180000
+#define dynbgw_portal_run(portal, count, isTopLevel, dest, altdest, qc) \
+	PortalRun(portal, count, isTopLevel, dest, altdest, qc)
+#else
+#define dynbgw_portal_run(portal, count, isTopLevel, dest, altdest, qc) \
 	PortalRun(portal, count, isTopLevel, true, dest, altdest, qc)
 #endif
 
 /* ---- changed in 19 ---- */
 
-#if PG_VERSION_NUM < 190000
-#include "storage/lwlock.h"
-#include "tcop/tcopprot.h"
+/*
+ * 19 hands signal handlers the signal's sender too (SIGNAL_ARGS): a handler
+ * forwards to another (die()) what it was given.
+ */
+#if PG_VERSION_NUM >= 190000
+#define dynbgw_forward_signal(handler) \
+	handler(postgres_signal_arg, pg_siginfo)
+#else
+#define dynbgw_forward_signal(handler)	handler(postgres_signal_arg)
+#endif
 
 /*
- * 19 hands signal handlers the signal's sender too (SIGNAL_ARGS), and a
- * handler that forwards to die() passes both on.
+ * 19 gives table_beginscan() flags for the caller's own scan options;
+ * dynbgw scans a whole table with none.
  */
-#define die(signo, info)	die(signo)
-
-/*
- * 19 keeps tranche names in shared memory, given when the tranche is made;
- * before, every process that shows the lock names its tranche itself.
- */
-#define LWLockNewTrancheId(name)	LWLockNewTrancheId()
-#define dynbgw_name_tranche(id, name)	LWLockRegisterTranche(id, name)
+#if PG_VERSION_NUM >= 190000
+#define dynbgw_table_beginscan(rel, snapshot) \
+	table_beginscan(rel, snapshot, 0, NULL, 0)
+#else
+#define dynbgw_table_beginscan(rel, snapshot) \
+	table_beginscan(rel, snapshot, 0, NULL)
+#endif
 
 /*
  * 19 can end the background workers connected to a database that CREATE
@@ -249,49 +240,34 @@ dynbgw_wait_event(DynbgwWaitEvent event)
  * that a schedule never holds such a command up; it ends them as a stop
  * does.  Before 19 the command waits a few seconds for them, then fails.
  */
+#if PG_VERSION_NUM < 190000
 #define BGWORKER_INTERRUPTIBLE	0
+#endif
 
 /* 19 sets log_min_messages per process type. */
+#if PG_VERSION_NUM >= 190000
+#define dynbgw_log_min_messages		log_min_messages[MyBackendType]
+#else
 #define dynbgw_log_min_messages		log_min_messages
+#endif
 
 /* 19 types the ignoring handler as a handler. */
+#if PG_VERSION_NUM < 190000
 #define PG_SIG_IGN	SIG_IGN
-
-/* 19 gives table_beginscan() flags for the caller's own scan options. */
-#define table_beginscan(rel, snapshot, nkeys, key, flags) \
-	table_beginscan(rel, snapshot, nkeys, key)
-#else
-#define dynbgw_name_tranche(id, name)	((void) 0)
-#define dynbgw_log_min_messages		log_min_messages[MyBackendType]
 #endif
 
 /*
- * 19 passes an argument to a named segment's initializer.  17 and 18 do
- * not; there the argument waits in a static variable for the duration of
- * the call.
+ * 19 keeps tranche names in shared memory, given when the tranche is made
+ * (and passes an argument to a named segment's initializer): see
+ * dynbgw_compat.c.
  */
-#if PG_VERSION_NUM >= 170000 && PG_VERSION_NUM < 190000
-typedef void (*DynbgwNamedInit) (void *ptr, void *arg);
+extern int	dynbgw_new_tranche(const char *name);
+extern void dynbgw_name_tranche(int tranche_id, const char *name);
 
-static DynbgwNamedInit dynbgw_named_init;
-static void *dynbgw_named_init_arg;
-
-static inline void
-dynbgw_named_init_with_arg(void *ptr)
-{
-	dynbgw_named_init(ptr, dynbgw_named_init_arg);
-}
-
-static inline void *
-dynbgw_get_named_segment(const char *name, size_t size,
-						 DynbgwNamedInit init, bool *found, void *arg)
-{
-	dynbgw_named_init = init;
-	dynbgw_named_init_arg = arg;
-	return GetNamedDSMSegment(name, size, dynbgw_named_init_with_arg, found);
-}
-#define GetNamedDSMSegment(name, size, init, found, arg) \
-	dynbgw_get_named_segment(name, size, init, found, arg)
+#ifdef DYNBGW_HAVE_NAMED_DSM
+extern void *dynbgw_named_segment(const char *name, size_t size,
+								  void (*init) (void *ptr, void *arg),
+								  bool *found, void *arg);
 #endif
 
 #endif							/* DYNBGW_COMPAT_H */

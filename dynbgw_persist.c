@@ -120,7 +120,7 @@ dynbgw_saved_read(Oid schema)
 	}
 
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL, 0);
+	scan = dynbgw_table_beginscan(rel, GetActiveSnapshot());
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		DynbgwSaved *row = palloc0(sizeof(DynbgwSaved));

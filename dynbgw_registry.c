@@ -71,7 +71,7 @@ dynbgw_registry_init(void *ptr, void *arg)
 	memset(reg, 0, dynbgw_registry_size(shape));
 	reg->magic = DYNBGW_REGISTRY_MAGIC;
 	reg->slot_size = sizeof(DynbgwSlot);
-	reg->tranche_id = LWLockNewTrancheId("dynbgw");
+	reg->tranche_id = dynbgw_new_tranche("dynbgw");
 	LWLockInitialize(&reg->lock, reg->tranche_id);
 	reg->capacity = shape->capacity;
 	reg->history_size = shape->history_size;
@@ -127,11 +127,11 @@ dynbgw_registry(void)
 		return dynbgw_reg;
 
 #ifdef DYNBGW_HAVE_NAMED_DSM
-	shape = *(DynbgwShape *) GetNamedDSMSegment("dynbgw_shape",
-												sizeof(DynbgwShape),
-												dynbgw_shape_init, &found, NULL);
-	dynbgw_reg = GetNamedDSMSegment("dynbgw", dynbgw_registry_size(&shape),
-									dynbgw_registry_init, &found, &shape);
+	shape = *(DynbgwShape *) dynbgw_named_segment("dynbgw_shape",
+												  sizeof(DynbgwShape),
+												  dynbgw_shape_init, &found, NULL);
+	dynbgw_reg = dynbgw_named_segment("dynbgw", dynbgw_registry_size(&shape),
+									  dynbgw_registry_init, &found, &shape);
 	created = !found;
 #else
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);

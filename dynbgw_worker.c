@@ -119,7 +119,7 @@ static void
 dynbgw_sigterm(SIGNAL_ARGS)
 {
 	stop_requested = true;
-	die(postgres_signal_arg, pg_siginfo);
+	dynbgw_forward_signal(die);
 }
 
 /*
