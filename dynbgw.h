@@ -7,11 +7,10 @@
  *
  * The registry is an array of slots, one per worker number n, in a dynamic
  * shared memory segment that any backend can find without the library
- * being preloaded (see dynbgw_registry() and docs/design.md).  A slot is
- * guarded by the registry's LWLock; its fixed part (the definition) is
- * written by the launcher before the worker exists and never changes
- * afterwards, so a worker may copy it without the lock once it has claimed
- * the slot.
+ * being preloaded (see dynbgw_registry() and docs/design.md).  Slots are
+ * guarded by the registry's LWLock, which only dynbgw_slot.c (every change
+ * of a slot, as a named transition) and dynbgw_slot_read.c (copies for the
+ * rest) take.
  *
  *-------------------------------------------------------------------------
  */
@@ -186,15 +185,19 @@ typedef struct DynbgwRun
 	char		result[DYNBGW_MAX_RESULT];
 } DynbgwRun;
 
+/*
+ * A worker number's launch.  Only the transitions of dynbgw_slot.c change
+ * it, with the registry lock held; dynbgw_slot_read.c copies it for others.
+ */
 typedef struct DynbgwSlot
 {
-	/* Written by the launcher while the slot is free. */
+	/* Written when the slot takes a launch (reserve, adopt). */
 	uint64		generation;		/* identifies one launch of this number */
 	DynbgwDefinition def;
 	TimestampTz launched_at;
 	int			launched_by_pid;
 
-	/* Changed by the launcher, the worker and stoppers. */
+	/* Changed as the launch goes on. */
 	DynbgwState state;
 	int			pid;			/* 0 until the worker claims the slot and
 								 * again once it is gone */
@@ -307,35 +310,6 @@ dynbgw_ms_until(TimestampTz deadline)
 	return (long) ((deadline - now + 999) / 1000);
 }
 
-/* dynbgw_registry.c */
-extern int	dynbgw_max_workers;
-extern int	dynbgw_history_size;
-extern DynbgwRegistry *dynbgw_reg;	/* once dynbgw_registry() found it */
-
-extern DynbgwRegistry *dynbgw_registry(void);
-extern const char *dynbgw_state_name(DynbgwState state);
-extern void dynbgw_save_worker(int n, const DynbgwSlot *slot);
-extern bool dynbgw_load_worker(int n, uint64 generation,
-							   DynbgwSavedWorker *saved);
-extern void dynbgw_forget_worker(int n, uint64 generation);
-extern void dynbgw_set_error(DynbgwSlot *slot, int code, const char *message);
-extern DynbgwOutcome dynbgw_outcome_of(const DynbgwSlot *slot, bool failed);
-extern void dynbgw_slot_end(DynbgwSlot *slot, DynbgwOutcome outcome);
-extern DynbgwRun *dynbgw_history(DynbgwRegistry *reg);
-extern void dynbgw_record_run(const DynbgwSlot *slot, int n, int pid,
-							  TimestampTz started, TimestampTz finished,
-							  DynbgwRunStatus status, int error_code,
-							  const char *message);
-extern int	dynbgw_clip_length(const char *message, int size);
-extern void dynbgw_clip(char *dest, const char *message, int size);
-
-/* dynbgw_command.c */
-extern void dynbgw_command_check(List *parsetrees);
-extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
-							   char *result);
-extern void dynbgw_command_recover(void);
-extern void dynbgw_command_reset(const DynbgwDefinition *def);
-
 /* What a worker counts against; see dynbgw_authority.c. */
 typedef enum DynbgwLimit
 {
@@ -357,8 +331,189 @@ typedef struct DynbgwLimits
 	int			unprivileged_max;
 } DynbgwLimits;
 
-extern DynbgwLimit dynbgw_limits_exceeded(const DynbgwLimits *limits,
-										  int exclude_n);
+/* dynbgw_registry.c */
+extern int	dynbgw_max_workers;
+extern int	dynbgw_history_size;
+extern DynbgwRegistry *dynbgw_reg;	/* once dynbgw_registry() found it */
+
+extern DynbgwRegistry *dynbgw_registry(void);
+extern DynbgwRun *dynbgw_history(DynbgwRegistry *reg);
+extern int	dynbgw_clip_length(const char *message, int size);
+extern void dynbgw_clip(char *dest, const char *message, int size);
+
+/* dynbgw_worker_file.c */
+extern void dynbgw_save_worker(int n, uint64 generation,
+							   TimestampTz launched_at,
+							   const DynbgwDefinition *def);
+extern bool dynbgw_load_worker(int n, uint64 generation,
+							   DynbgwSavedWorker *saved);
+extern void dynbgw_forget_worker(int n, uint64 generation);
+extern void dynbgw_remove_stale_saved(void);
+
+/*
+ * dynbgw_slot.c: every change of a slot's state, as a named transition;
+ * dynbgw_slot_read.c: every read of the registry.  See docs/design.md.
+ */
+
+/* Who holds a worker number. */
+typedef struct DynbgwOccupant
+{
+	uint64		generation;
+	DynbgwState state;
+	int			pid;			/* 0: no process */
+	Oid			roleoid;
+	Oid			launcher_roleoid;
+} DynbgwOccupant;
+
+/* What a transition leaves its caller to do once the lock is released. */
+typedef struct DynbgwAfter
+{
+	int			n;
+	uint64		generation;
+	int			kill_errno;		/* a stop's SIGTERM failed with this */
+	int			signalled_pid;	/* ... sent to this process */
+	bool		forget_file;	/* remove the launch's saved definition */
+	bool		end_registration;	/* end the launch's registration ... */
+	bool		have_handle;	/* ... if its handle is known: */
+	DynbgwHandle handle;
+	bool		wake_waiters;	/* broadcast the slot's condition variable */
+	Latch	   *launcher_latch; /* set it: a launcher waits */
+} DynbgwAfter;
+
+/* How a launch stands, as its launcher finds it. */
+typedef enum DynbgwLaunchStatus
+{
+	DYNBGW_LAUNCH_WAITING,		/* not ready, not gone */
+	DYNBGW_LAUNCH_READY,		/* the worker is ready: the launch succeeded */
+	DYNBGW_LAUNCH_GONE,			/* the worker is gone: see DynbgwSettled */
+	DYNBGW_LAUNCH_LOST			/* the slot holds another launch */
+} DynbgwLaunchStatus;
+
+typedef struct DynbgwSettled
+{
+	int			ready_pid;		/* 0: it never was ready */
+	bool		stopped;		/* a stop was asked for */
+	bool		restarts;		/* GONE: the postmaster restarts it */
+	int			error_code;		/* GONE: its last error */
+	int			error_encoding;
+	char		error[DYNBGW_MAX_ERROR];
+} DynbgwSettled;
+
+/* A worker's exit, as it reports it, and what came of it. */
+typedef struct DynbgwExit
+{
+	bool		failed;			/* an abnormal exit */
+	bool		stopped;		/* this process had SIGTERM */
+	bool		completed_run;	/* this process completed a run */
+	bool		authority_revoked;
+	int			error_code;		/* its last error ("": none) */
+	const char *error;
+	bool		gave_up;		/* out: it is not restarted after all */
+	int			failed_starts;	/* out: abnormal exits in a row */
+} DynbgwExit;
+
+/* How the launch a dynbgw_wait() waits for stands. */
+typedef enum DynbgwEndStatus
+{
+	DYNBGW_END_NOT_YET,			/* it runs */
+	DYNBGW_END_KNOWN,			/* it ended, or none runs: the last end */
+	DYNBGW_END_LOST				/* later ends have overwritten its end */
+} DynbgwEndStatus;
+
+/*
+ * For dynbgw_slot.c and dynbgw_slot_read.c only: no other file takes the
+ * registry lock.
+ */
+static inline DynbgwSlot *
+dynbgw_slot_at(int n)
+{
+	DynbgwRegistry *reg = dynbgw_registry();
+
+	Assert(n >= 1 && n <= reg->capacity);
+	return &reg->slots[n - 1];
+}
+
+static inline void
+dynbgw_lock(LWLockMode mode)
+{
+	LWLockAcquire(&dynbgw_reg->lock, mode);
+}
+
+static inline void
+dynbgw_unlock(void)
+{
+	LWLockRelease(&dynbgw_reg->lock);
+}
+
+extern void dynbgw_occupant_locked(const DynbgwSlot *slot,
+								   DynbgwOccupant *occupant);
+extern DynbgwLimit dynbgw_count_limits_locked(const DynbgwLimits *limits,
+											  int exclude_n);
+
+
+/* the launcher's transitions */
+extern uint64 dynbgw_slot_reserve(int n, const DynbgwDefinition *def,
+								  const DynbgwLimits *limits,
+								  TimestampTz launched_at,
+								  DynbgwLimit *exceeded,
+								  DynbgwOccupant *occupant);
+extern void dynbgw_slot_registered(int n, uint64 generation,
+								   const BackgroundWorkerHandle *handle);
+extern DynbgwLaunchStatus dynbgw_slot_settle(int n, uint64 generation,
+											 bool process_gone,
+											 DynbgwSettled *settled,
+											 DynbgwAfter *after);
+extern void dynbgw_slot_abandon(int n, uint64 generation, DynbgwAfter *after);
+
+/* the worker's transitions */
+extern bool dynbgw_slot_claim(int n, uint64 generation,
+							  const DynbgwSavedWorker *saved,
+							  DynbgwDefinition *def, int64 *runs);
+extern bool dynbgw_slot_ready(int n, DynbgwState state, TimestampTz next_run,
+							  const DynbgwHandle *handle, DynbgwAfter *after);
+extern void dynbgw_slot_run_start(int n, TimestampTz started);
+extern void dynbgw_slot_run_end(int n, TimestampTz started,
+								TimestampTz finished, TimestampTz next_run,
+								DynbgwRunStatus status, const ErrorData *edata,
+								const char *result);
+extern void dynbgw_slot_lose_authority(int n, const ErrorData *edata);
+extern bool dynbgw_slot_exit(int n, uint64 generation, DynbgwExit *report,
+							 DynbgwAfter *after);
+
+/* the stopper's transition */
+extern bool dynbgw_slot_request_stop(int n, uint64 generation,
+									 DynbgwOccupant *was, DynbgwAfter *after);
+
+extern void dynbgw_after_unlock(const DynbgwAfter *after);
+
+/* dynbgw_slot_read.c */
+extern const char *dynbgw_state_name(DynbgwState state);
+extern bool dynbgw_slot_lost_to_crash(int n, uint64 generation);
+extern bool dynbgw_slot_needs_handle(int n);
+extern ConditionVariable *dynbgw_slot_cv(int n);
+extern bool dynbgw_slot_stop_requested(int n, uint64 generation);
+extern bool dynbgw_slot_holds(int n, uint64 generation);
+extern bool dynbgw_slot_occupant(int n, DynbgwOccupant *occupant);
+extern int	dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant,
+								 bool *was_ours);
+extern int	dynbgw_slot_pid(int n);
+extern bool dynbgw_slot_copy(int n, DynbgwSlot *copy);
+extern bool dynbgw_slot_handle(int n, uint64 generation, DynbgwHandle *handle);
+extern bool dynbgw_slot_moved_on(int n, uint64 generation, int pid,
+								 bool launch_decided);
+extern DynbgwEndStatus dynbgw_slot_ending(int n, uint64 *waited,
+										  DynbgwEnding *ending);
+extern DynbgwLimit dynbgw_slot_limits(const DynbgwLimits *limits,
+									  int exclude_n);
+extern uint64 dynbgw_history_span(int *count);
+extern int	dynbgw_history_copy(uint64 from, uint64 to, DynbgwRun *runs);
+
+/* dynbgw_command.c */
+extern void dynbgw_command_check(List *parsetrees);
+extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
+							   char *result);
+extern void dynbgw_command_recover(void);
+extern void dynbgw_command_reset(const DynbgwDefinition *def);
 
 /* dynbgw_schedule.c */
 extern void dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule);
@@ -367,8 +522,34 @@ extern TimestampTz dynbgw_schedule_next(const DynbgwSchedule *schedule,
 extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
 								  char *name);
 
-/* dynbgw.c */
+/* dynbgw.c: argument checks the SQL functions share */
+extern int	dynbgw_number_arg(FunctionCallInfo fcinfo, int argno,
+							  bool launching);
+extern int64 dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno,
+								 const char *name);
+
+/* dynbgw_status.c */
+extern char *dynbgw_text_for_session(const char *str, int encoding);
+
+/* dynbgw_launch_protocol.c */
+typedef enum DynbgwIfRunning
+{
+	DYNBGW_IF_RUNNING_ERROR,
+	DYNBGW_IF_RUNNING_SKIP,
+	DYNBGW_IF_RUNNING_REPLACE
+} DynbgwIfRunning;
+
 extern bool dynbgw_launch_was_stopped;
+extern int	dynbgw_launch_worker(int n, const DynbgwDefinition *def,
+								 DynbgwIfRunning if_running,
+								 int64 wait_for_slot_us,
+								 FunctionCallInfo persist);
+
+/* dynbgw_stop_protocol.c */
+extern void dynbgw_check_may_stop(int n, Oid roleoid, Oid launcher_roleoid);
+extern bool dynbgw_wait_slot(int n, uint64 generation, int pid,
+							 bool launch_decided, TimestampTz deadline);
+extern bool dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline);
 
 /* dynbgw_persist.c: a row of dynbgw_definitions, its columns in this order */
 typedef enum DynbgwSavedColumn

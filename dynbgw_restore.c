@@ -143,9 +143,8 @@ static char *
 dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwSlot *slot;
-	DynbgwDefinition *def = palloc(sizeof(DynbgwDefinition));
-	DynbgwState state;
+	DynbgwSlot *copy = palloc(sizeof(DynbgwSlot));
+	const DynbgwDefinition *def = &copy->def;
 	const char *command = row->isnull[DYNBGW_SAVED_COMMAND] ? "" :
 		TextDatumGetCString(row->values[DYNBGW_SAVED_COMMAND]);
 	char	   *role;
@@ -154,15 +153,10 @@ dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 	if (row->n < 1 || row->n > reg->capacity)
 		return psprintf("dynbgw worker %d is beyond dynbgw.max_workers (%d)",
 						row->n, reg->capacity);
-	slot = &reg->slots[row->n - 1];
-	LWLockAcquire(&reg->lock, LW_SHARED);
-	state = slot->state;
-	*pid = slot->pid;
-	memcpy(def, &slot->def, sizeof(DynbgwDefinition));
-	LWLockRelease(&reg->lock);
-
-	if (state == DYNBGW_FREE)
+	*pid = 0;
+	if (!dynbgw_slot_copy(row->n, copy))
 		return NULL;
+	*pid = copy->pid;
 	if (def->kind == DYNBGW_KIND_SQL &&
 		def->launch_dboid == MyDatabaseId &&
 		def->launcher_roleoid == row->owner &&

@@ -37,8 +37,8 @@
 
 PGDLLEXPORT void dynbgw_sleep_main(Datum main_arg);
 
-/* This worker's slot in the registry, once claimed. */
-static DynbgwSlot *my_slot = NULL;
+/* This worker's launch, and whether it has claimed its slot. */
+static bool have_slot = false;
 static uint64 my_generation;
 static int	my_number;
 static int64 my_runs;			/* runs done, counting those before a restart */
@@ -162,24 +162,6 @@ dynbgw_catch_startup_errors(bool catching)
 }
 
 /*
- * Whether an abnormal exit of this process is the last straw: its authority
- * or its database is gone, or it is the DYNBGW_MAX_FAILED_STARTS-th in a
- * row without a successful run.  Called with the registry locked.
- */
-static bool
-dynbgw_give_up(void)
-{
-	if (completed_run)
-		my_slot->failed_starts = 0;
-	my_slot->failed_starts++;
-	if (dynbgw_authority_revoked)
-		return true;
-	if (my_slot->ready_pid == 0 && last_error_code == ERRCODE_UNDEFINED_DATABASE)
-		return true;
-	return my_slot->failed_starts >= DYNBGW_MAX_FAILED_STARTS;
-}
-
-/*
  * Find this process's registration with the postmaster when the registry
  * has no copy of it: after a crash-restart, which renumbers registrations.
  * The postmaster gives each registration that survived the crash
@@ -203,107 +185,46 @@ dynbgw_find_own_handle(DynbgwHandle *handle)
 }
 
 /*
- * Leave the registry.  A before_shmem_exit callback, because the registry's
- * segment is unmapped before on_shmem_exit callbacks run; the stopper waits
- * for the rest of the exit by watching the PID.  A worker that dies with a
- * restart delay keeps its slot for the postmaster's restart of it, unless it
- * was stopped or gives up; then its registration is ended too, because an
- * exit through FATAL would otherwise be restarted.  While the launcher still
- * waits, it is the launcher that decides (see dynbgw_wait_until_ready()).
+ * Leave the registry (dynbgw_slot_exit()).  A before_shmem_exit callback,
+ * because the registry's segment is unmapped before on_shmem_exit callbacks
+ * run; the stopper waits for the rest of the exit by watching the
+ * registration.
  */
 static void
 dynbgw_worker_exit(int code, Datum arg)
 {
-	DynbgwRegistry *reg;
-	Latch	   *launcher_latch = NULL;
-	bool		gave_up = false;
-	bool		forget = false;
-	bool		end_registration = false;
-	bool		have_handle = false;
-	bool		stopping = false;
-	int			failed_starts = 0;
-	DynbgwHandle handle;
+	DynbgwExit	report;
+	DynbgwAfter after;
 
-	if (my_slot == NULL)
+	if (!have_slot)
 		return;
-	reg = dynbgw_registry();
 
 	/* An error or FATAL may have come with the registry lock held. */
 	LWLockReleaseAll();
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	if (my_slot->generation == my_generation && my_slot->pid == MyProcPid)
-	{
-		bool		restartable = my_slot->def.restart_s != BGW_NEVER_RESTART;
-		bool		restart = false;
+	memset(&report, 0, sizeof(report));
+	report.failed = code != 0;
+	report.stopped = stop_requested;
+	report.completed_run = completed_run;
+	report.authority_revoked = dynbgw_authority_revoked;
+	report.error_code = last_error_code;
+	report.error = last_error;
+	if (!dynbgw_slot_exit(my_number, my_generation, &report, &after))
+		return;
 
-		stopping = stop_requested || my_slot->stop_requested;
-
-		/* A launcher still waiting reports why; a run cut short counts. */
-		if (last_error[0] != '\0' &&
-			(my_slot->ready_pid == 0 || my_slot->state == DYNBGW_RUNNING))
-			dynbgw_set_error(my_slot, last_error_code, last_error);
-		if (my_slot->state == DYNBGW_RUNNING && code != 0)
-		{
-			my_slot->runs++;
-			my_slot->failures++;
-			my_slot->last_run_failed = !stopping;
-			my_slot->last_result[0] = '\0';
-			dynbgw_record_run(my_slot, my_number, MyProcPid,
-							  my_slot->last_started, GetCurrentTimestamp(),
-							  stopping ? DYNBGW_RUN_STOPPED : DYNBGW_RUN_FAILED,
-							  stopping ? 0 : last_error_code,
-							  stopping ? NULL : last_error);
-		}
-		if (restartable && code != 0 && !stopping)
-		{
-			gave_up = dynbgw_give_up();
-			failed_starts = my_slot->failed_starts;
-			restart = !gave_up;
-		}
-		my_slot->stop_requested |= stopping;
-		my_slot->pid = 0;
-		my_slot->last_pid = MyProcPid;
-		my_slot->next_run = 0;
-		launcher_latch = my_slot->launcher_latch;
-		if (launcher_latch)
-		{
-			my_slot->state = DYNBGW_EXITED;
-			my_slot->restart_after_exit = restart;
-			my_slot->exit_failed = code != 0;
-		}
-		else if (restart)
-			my_slot->state = DYNBGW_RESTARTING;
-		else
-		{
-			dynbgw_slot_end(my_slot, dynbgw_outcome_of(my_slot, code != 0));
-			forget = restartable;
-		}
-
-		/* Also while a stalled launcher has yet to decide: no restart. */
-		end_registration = restartable && !restart;
-		have_handle = my_slot->have_handle;
-		handle = my_slot->bgw_handle;
-	}
-	LWLockRelease(&reg->lock);
-
-	if (stopping)
+	if (report.stopped)
 		ereport(LOG, (errmsg("dynbgw worker %d stopped", my_number)));
-	else if (gave_up)
+	else if (report.gave_up)
 		ereport(LOG,
 				(errmsg("dynbgw worker %d will not be restarted", my_number),
 				 dynbgw_authority_revoked ?
 				 errdetail("It has lost the authority it was launched with.") :
-				 failed_starts < DYNBGW_MAX_FAILED_STARTS ?
+				 report.failed_starts < DYNBGW_MAX_FAILED_STARTS ?
 				 errdetail("Its database no longer exists.") :
 				 errdetail("It exited abnormally %d times in a row without completing a run.",
-						   failed_starts)));
-	if (forget)
-		dynbgw_forget_worker(my_number, my_generation);
-	if (end_registration && (have_handle || dynbgw_find_own_handle(&handle)))
-		TerminateBackgroundWorker((BackgroundWorkerHandle *) &handle);
-	ConditionVariableBroadcast(&my_slot->state_cv);
-	if (launcher_latch)
-		SetLatch(launcher_latch);
+						   report.failed_starts)));
+	if (after.end_registration && !after.have_handle)
+		after.have_handle = dynbgw_find_own_handle(&after.handle);
+	dynbgw_after_unlock(&after);
 }
 
 /*
@@ -317,69 +238,26 @@ static DynbgwDefinition *
 dynbgw_claim(const DynbgwWorkerArgs *args)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwSlot *slot;
 	DynbgwDefinition *def;
 	DynbgwSavedWorker *saved;
-	bool		have_saved;
+	bool		have_saved = false;
 
 	if (args->n < 1 || args->n > reg->capacity)
 		return NULL;
-	slot = &reg->slots[args->n - 1];
 
-	/* Only a slot lost to a crash-restart is worth reading the file for. */
 	saved = palloc(sizeof(DynbgwSavedWorker));
-	/* Allocated before the lock: nothing allocates while holding it. */
 	def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
-	LWLockAcquire(&reg->lock, LW_SHARED);
-	have_saved = slot->state == DYNBGW_FREE &&
-		slot->generation < args->generation;
-	LWLockRelease(&reg->lock);
-	if (have_saved)
+	/* Only a slot lost to a crash-restart is worth reading the file for. */
+	if (dynbgw_slot_lost_to_crash(args->n, args->generation))
 		have_saved = dynbgw_load_worker(args->n, args->generation, saved);
 
+	my_number = args->n;
+	my_generation = args->generation;
 	before_shmem_exit(dynbgw_worker_exit, (Datum) 0);
-
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	if (slot->state == DYNBGW_FREE && have_saved &&
-		slot->generation < args->generation)
-	{
-		slot->generation = args->generation;
-		slot->def = saved->def;
-		slot->launched_at = saved->launched_at;
-		slot->launched_by_pid = saved->launched_by_pid;
-		slot->state = DYNBGW_RESTARTING;
-		slot->stop_requested = false;
-		slot->failed_starts = 0;
-		slot->have_handle = false;
-		slot->launcher_latch = NULL;
-		slot->runs = slot->failures = 0;
-		slot->last_started = slot->last_finished = slot->next_run = 0;
-		slot->last_duration_us = 0;
-		slot->last_error[0] = '\0';
-		reg->last_generation = Max(reg->last_generation, args->generation);
-	}
-	/*
-	 * A worker restarted while its launcher, stalled, has not yet taken in
-	 * that the previous process exited wanting a restart, takes the slot as
-	 * from 'restarting'; the launcher then waits for this process.
-	 */
-	if (slot->generation == args->generation &&
-		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_RESTARTING ||
-		 (slot->state == DYNBGW_EXITED && slot->restart_after_exit)) &&
-		slot->pid == 0 && !slot->stop_requested)
-	{
-		slot->pid = MyProcPid;
-		slot->ready_pid = 0;
-		slot->state = DYNBGW_STARTING;
-		my_slot = slot;
-		my_generation = args->generation;
-		my_number = args->n;
-		my_runs = slot->runs;
-		memcpy(def, &slot->def, sizeof(DynbgwDefinition));
-	}
-	LWLockRelease(&reg->lock);
+	have_slot = dynbgw_slot_claim(args->n, args->generation,
+								  have_saved ? saved : NULL, def, &my_runs);
 	pfree(saved);
-	if (my_slot == NULL)
+	if (!have_slot)
 	{
 		/* Not ours after all: neither is a file a crash-restart left for us. */
 		dynbgw_forget_worker(args->n, args->generation);
@@ -398,18 +276,13 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 static void
 dynbgw_check_start(const DynbgwDefinition *def)
 {
-	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwLimits limits;
-	DynbgwLimit exceeded;
 
 	StartTransactionCommand();
 	dynbgw_authority_check(def, my_number);
 	dynbgw_limits_prepare(&limits, def);
 	limits.unprivileged = false;	/* its slot had its place already */
-	LWLockAcquire(&reg->lock, LW_SHARED);
-	exceeded = dynbgw_limits_exceeded(&limits, my_number);
-	LWLockRelease(&reg->lock);
-	dynbgw_limit_error(&limits, exceeded);
+	dynbgw_limit_error(&limits, dynbgw_slot_limits(&limits, my_number));
 	CommitTransactionCommand();
 }
 
@@ -420,82 +293,21 @@ dynbgw_check_start(const DynbgwDefinition *def)
 static void
 dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 {
-	DynbgwRegistry *reg = dynbgw_registry();
-	Latch	   *launcher_latch;
 	DynbgwHandle handle;
 	bool		found_handle = false;
-	bool		stop;
+	DynbgwAfter after;
+	bool		ready;
 
 	/* Brought back by a crash-restart: give stoppers the handle again. */
-	if (!my_slot->have_handle && my_slot->launcher_latch == NULL)
+	if (dynbgw_slot_needs_handle(my_number))
 		found_handle = dynbgw_find_own_handle(&handle);
 
 	dynbgw_catch_startup_errors(false);
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	stop = my_slot->stop_requested;
-	if (!stop)
-	{
-		my_slot->state = state;
-		my_slot->ready_pid = MyProcPid;
-		my_slot->next_run = next_run;
-	}
-	if (found_handle && !my_slot->have_handle)
-	{
-		my_slot->bgw_handle = handle;
-		my_slot->have_handle = true;
-	}
-	launcher_latch = my_slot->launcher_latch;
-	LWLockRelease(&reg->lock);
-
-	ConditionVariableBroadcast(&my_slot->state_cv);
-	if (launcher_latch)
-		SetLatch(launcher_latch);
-	if (stop)
+	ready = dynbgw_slot_ready(my_number, state, next_run,
+							  found_handle ? &handle : NULL, &after);
+	dynbgw_after_unlock(&after);
+	if (!ready)
 		proc_exit(0);
-}
-
-static void
-dynbgw_report_run_start(TimestampTz started)
-{
-	DynbgwRegistry *reg = dynbgw_registry();
-
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	if (!my_slot->stop_requested)
-		my_slot->state = DYNBGW_RUNNING;
-	my_slot->last_started = started;
-	my_slot->next_run = 0;
-	LWLockRelease(&reg->lock);
-}
-
-/*
- * Record the end of a run, in the slot and in the history, and when the
- * next one is due, in one go.
- */
-static void
-dynbgw_report_run_end(TimestampTz started, TimestampTz finished,
-					  TimestampTz next_run, DynbgwRunStatus status,
-					  ErrorData *edata, const char *result)
-{
-	DynbgwRegistry *reg = dynbgw_registry();
-
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	if (!my_slot->stop_requested)
-		my_slot->state = DYNBGW_IDLE;
-	my_slot->runs++;
-	my_slot->last_finished = finished;
-	my_slot->last_duration_us = finished - started;
-	my_slot->next_run = next_run;
-	my_slot->last_run_failed = edata != NULL;
-	strlcpy(my_slot->last_result, result, DYNBGW_MAX_RESULT);
-	if (edata != NULL)
-	{
-		my_slot->failures++;
-		dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
-	}
-	dynbgw_record_run(my_slot, my_number, MyProcPid, started, finished,
-					  status, edata ? edata->sqlerrcode : 0,
-					  edata ? edata->message : NULL);
-	LWLockRelease(&reg->lock);
 }
 
 /*
@@ -589,12 +401,7 @@ dynbgw_log_failure(const ErrorData *edata, TimestampTz now)
 static void
 dynbgw_end_for_good(const ErrorData *edata)
 {
-	DynbgwRegistry *reg = dynbgw_registry();
-
-	LWLockAcquire(&reg->lock, LW_EXCLUSIVE);
-	dynbgw_set_error(my_slot, edata->sqlerrcode, edata->message);
-	my_slot->last_run_failed = true;
-	LWLockRelease(&reg->lock);
+	dynbgw_slot_lose_authority(my_number, edata);
 	ereport(LOG,
 			(errmsg("dynbgw worker %d ends for good: it has lost the authority it was launched with",
 					my_number),
@@ -617,7 +424,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
 	char		result[DYNBGW_MAX_RESULT];
 
-	dynbgw_report_run_start(started);
+	dynbgw_slot_run_start(my_number, started);
 	cancel_requested = false;
 	run_timed_out = false;
 	in_run = true;
@@ -668,7 +475,8 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	else
 		completed_run = true;
 	dynbgw_timetable_advance(def, tt, finished);
-	dynbgw_report_run_end(started, finished, tt->due, status, edata, result);
+	dynbgw_slot_run_end(my_number, started, finished, tt->due, status, edata,
+						result);
 	my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
