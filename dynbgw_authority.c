@@ -109,6 +109,48 @@ dynbgw_authority_gone(int n, int code, const char *detail)
 			 errdetail_internal("%s", detail)));
 }
 
+/* Recheck the authority when a role, membership, database or function changes. */
+static void
+dynbgw_authority_watch(void)
+{
+	static bool callbacks_registered = false;
+
+	if (callbacks_registered)
+		return;
+	CacheRegisterSyscacheCallback(AUTHOID, dynbgw_authority_invalidate, 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM,
+								  dynbgw_authority_invalidate, 0);
+	CacheRegisterSyscacheCallback(DATABASEOID,
+								  dynbgw_authority_invalidate, 0);
+	CacheRegisterSyscacheCallback(PROCOID, dynbgw_authority_invalidate, 0);
+	callbacks_registered = true;
+}
+
+/*
+ * Whether a launcher that is not a superuser still has the right to launch:
+ * from dynbgw_user, or, granted directly, in the database it launched from.
+ */
+static bool
+dynbgw_launcher_may_launch(const DynbgwDefinition *def)
+{
+	if (def->via_grant_role)
+	{
+		Oid			grant_role = get_role_oid(DYNBGW_GRANT_ROLE, true);
+
+		return OidIsValid(grant_role) &&
+			has_privs_of_role(def->launcher_roleoid, grant_role);
+	}
+	if (MyDatabaseId == def->launch_dboid)
+	{
+		Oid			launch_funcoid = dynbgw_launch_function_now(def->launch_funcoid);
+
+		return OidIsValid(launch_funcoid) &&
+			object_aclcheck(ProcedureRelationId, launch_funcoid,
+							def->launcher_roleoid, ACL_EXECUTE) == ACLCHECK_OK;
+	}
+	return true;
+}
+
 /*
  * Check that worker n's authority still holds; an error, with
  * dynbgw_authority_revoked set, if it does not.  Runs in the worker, in a
@@ -129,7 +171,6 @@ dynbgw_authority_gone(int n, int code, const char *detail)
 void
 dynbgw_authority_check(const DynbgwDefinition *def, int n)
 {
-	static bool callbacks_registered = false;
 	uint64		changes_before = authority_changes;
 	HeapTuple	tuple;
 	bool		role_is_superuser;
@@ -138,16 +179,7 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 
 	if (authority_verified)
 		return;
-	if (!callbacks_registered)
-	{
-		CacheRegisterSyscacheCallback(AUTHOID, dynbgw_authority_invalidate, 0);
-		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM,
-									  dynbgw_authority_invalidate, 0);
-		CacheRegisterSyscacheCallback(DATABASEOID,
-									  dynbgw_authority_invalidate, 0);
-		CacheRegisterSyscacheCallback(PROCOID, dynbgw_authority_invalidate, 0);
-		callbacks_registered = true;
-	}
+	dynbgw_authority_watch();
 
 	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(def->roleoid));
 	if (!HeapTupleIsValid(tuple))
@@ -186,29 +218,9 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 		dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
 							  "Its role is no longer a superuser, and it connected as one.");
 
-	if (!launcher_is_superuser)
-	{
-		bool		may_launch = true;
-
-		if (def->via_grant_role)
-		{
-			Oid			grant_role = get_role_oid(DYNBGW_GRANT_ROLE, true);
-
-			may_launch = OidIsValid(grant_role) &&
-				has_privs_of_role(def->launcher_roleoid, grant_role);
-		}
-		else if (MyDatabaseId == def->launch_dboid)
-		{
-			Oid			launch_funcoid = dynbgw_launch_function_now(def->launch_funcoid);
-
-			may_launch = OidIsValid(launch_funcoid) &&
-				object_aclcheck(ProcedureRelationId, launch_funcoid,
-								def->launcher_roleoid, ACL_EXECUTE) == ACLCHECK_OK;
-		}
-		if (!may_launch)
-			dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
-								  "The role that launched it may no longer launch workers.");
-	}
+	if (!launcher_is_superuser && !dynbgw_launcher_may_launch(def))
+		dynbgw_authority_gone(n, ERRCODE_INSUFFICIENT_PRIVILEGE,
+							  "The role that launched it may no longer launch workers.");
 
 	if (object_aclcheck(DatabaseRelationId, MyDatabaseId, def->roleoid,
 						ACL_CONNECT) != ACLCHECK_OK)

@@ -113,6 +113,44 @@ dynbgw_result_string(char *result, const QueryCompletion *qc)
 }
 
 /*
+ * Run one statement of a command (its tag: tag) as exec_simple_query()
+ * does, and keep the tag with its row count in result.
+ */
+static void
+dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
+					 char *result)
+{
+	bool		snapshot_set = false;
+	List	   *querytrees;
+	List	   *plantrees;
+	Portal		portal;
+	DestReceiver *receiver;
+	QueryCompletion qc;
+
+	if (analyze_requires_snapshot(parsetree))
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		snapshot_set = true;
+	}
+	querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, command,
+													NULL, 0, NULL);
+	plantrees = pg_plan_queries(querytrees, command,
+								CURSOR_OPT_PARALLEL_OK, NULL);
+	if (snapshot_set)
+		PopActiveSnapshot();
+
+	portal = CreatePortal("", true, true);
+	portal->visible = false;
+	PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
+	PortalStart(portal, NULL, 0, InvalidSnapshot);
+	receiver = CreateDestReceiver(DestNone);
+	(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, receiver, &qc);
+	receiver->rDestroy(receiver);
+	PortalDrop(portal, false);
+	dynbgw_result_string(result, &qc);
+}
+
+/*
  * Run worker n's command once, if its authority still holds (for an idle
  * worker, that check is the whole run), and put the result of its last
  * statement in result (DYNBGW_MAX_RESULT bytes).  Rows are discarded.  On
@@ -166,12 +204,6 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 	{
 		RawStmt    *parsetree = lfirst_node(RawStmt, lc);
 		CommandTag	tag = CreateCommandTag(parsetree->stmt);
-		bool		snapshot_set = false;
-		List	   *querytrees;
-		List	   *plantrees;
-		Portal		portal;
-		DestReceiver *receiver;
-		QueryCompletion qc;
 
 		errcallback.arg = unconstify(char *, GetCommandTagName(tag));
 		if (!single)
@@ -180,30 +212,7 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 		/* Armed per statement, so that a SET earlier in the command counts. */
 		if (StatementTimeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
-
-		if (analyze_requires_snapshot(parsetree))
-		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			snapshot_set = true;
-		}
-		querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, command,
-														NULL, 0, NULL);
-		plantrees = pg_plan_queries(querytrees, command,
-									CURSOR_OPT_PARALLEL_OK, NULL);
-		if (snapshot_set)
-			PopActiveSnapshot();
-
-		portal = CreatePortal("", true, true);
-		portal->visible = false;
-		PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
-		PortalStart(portal, NULL, 0, InvalidSnapshot);
-		receiver = CreateDestReceiver(DestNone);
-		(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, receiver,
-								 &qc);
-		receiver->rDestroy(receiver);
-		PortalDrop(portal, false);
-		dynbgw_result_string(result, &qc);
-
+		dynbgw_run_statement(parsetree, tag, command, result);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		error_context_stack = errcallback.previous;
 		CommandCounterIncrement();
