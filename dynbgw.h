@@ -492,7 +492,7 @@ extern bool dynbgw_slot_lost_to_crash(int n, uint64 generation);
 extern bool dynbgw_slot_needs_handle(int n);
 extern ConditionVariable *dynbgw_slot_cv(int n);
 extern bool dynbgw_slot_stop_requested(int n, uint64 generation);
-extern bool dynbgw_slot_holds(int n, uint64 generation);
+extern bool dynbgw_slot_live(int n, uint64 generation);
 extern bool dynbgw_slot_occupant(int n, DynbgwOccupant *occupant);
 extern int	dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant,
 								 bool *was_ours);

@@ -356,13 +356,16 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 		/*
 		 * Only a launch that succeeds leaves a file for a crash-restart to
 		 * bring its worker back from: a worker restarted without one exits.
-		 * Not if a stop or replace took the number meanwhile.
+		 * A launch that has ended by now (its runs done, or stopped) needs
+		 * none: whatever ended it removed the file before it was written, or
+		 * the launch finds it ended once it is written.
 		 */
-		if (def->restart_s != BGW_NEVER_RESTART &&
-			dynbgw_slot_holds(n, launch.generation))
+		if (def->restart_s != BGW_NEVER_RESTART)
 		{
 			launch.saved = true;
 			dynbgw_save_worker(n, launch.generation, launch.launched_at, def);
+			if (!dynbgw_slot_live(n, launch.generation))
+				dynbgw_forget_worker(n, launch.generation);
 		}
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));

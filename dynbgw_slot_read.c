@@ -135,17 +135,17 @@ dynbgw_slot_stop_requested(int n, uint64 generation)
 	return stopped;
 }
 
-/* Whether slot n still holds the launch of this generation, ended or not. */
+/* Whether slot n holds the launch of this generation, and it has not ended. */
 bool
-dynbgw_slot_holds(int n, uint64 generation)
+dynbgw_slot_live(int n, uint64 generation)
 {
 	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		holds;
+	bool		live;
 
 	dynbgw_lock(LW_SHARED);
-	holds = slot->generation == generation;
+	live = slot->generation == generation && slot->state != DYNBGW_FREE;
 	dynbgw_unlock();
-	return holds;
+	return live;
 }
 
 /* Who holds number n; false if nobody. */

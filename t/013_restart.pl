@@ -365,5 +365,29 @@ else
 	$node->safe_psql('postgres', 'DROP DATABASE doomed2');
 }
 
+###########################################################################
+# 8. A restartable launch that has ended by the time its launcher would
+# save its definition leaves no file behind: one that runs once right away
+# often ends before its launch returns.  Before, every such launch left a
+# file in pg_dynbgw until the server restarted.
+###########################################################################
+
+$node->safe_psql(
+	'postgres', q{
+DO $$
+BEGIN
+	FOR i IN 1 .. 20 LOOP
+		PERFORM dynbgw_launch(7, 'SELECT 1', naptime => '0', runs => 1,
+		                      restart => '1 s');
+		PERFORM dynbgw_wait(7, timeout => '10 s');
+	END LOOP;
+END $$});
+is( $node->safe_psql(
+		'postgres', q{SELECT outcome, runs FROM dynbgw_wait(7, timeout => '0')}),
+	'succeeded|1',
+	'worker 7, launched 20 times, ran once each time');
+is(scalar(() = glob($node->data_dir . '/pg_dynbgw/worker_7_*')),
+	0, 'and none of its launches left a saved definition');
+
 $node->stop;
 done_testing();
