@@ -543,11 +543,12 @@ dynbgw_launch_function(PG_FUNCTION_ARGS)
 Datum
 dynbgw_pid(PG_FUNCTION_ARGS)
 {
-	int			pid = dynbgw_slot_pid(dynbgw_number_arg(fcinfo, 0, false));
+	DynbgwOccupant occupant;
 
-	if (pid == 0)
+	dynbgw_slot_look(dynbgw_number_arg(fcinfo, 0, false), &occupant);
+	if (occupant.pid == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_INT32(pid);
+	PG_RETURN_INT32(occupant.pid);
 }
 
 /*

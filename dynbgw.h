@@ -355,14 +355,17 @@ extern void dynbgw_remove_stale_saved(void);
  * dynbgw_slot_read.c: every read of the registry.  See docs/design.md.
  */
 
-/* Who holds a worker number. */
+/* What a slot holds, as its readers see it. */
 typedef struct DynbgwOccupant
 {
-	uint64		generation;
+	uint64		generation;		/* of the launch it holds or held last */
 	DynbgwState state;
 	int			pid;			/* 0: no process */
 	Oid			roleoid;
 	Oid			launcher_roleoid;
+	bool		stop_requested;
+	bool		have_handle;	/* of the launch's registration */
+	bool		launcher_waits;
 } DynbgwOccupant;
 
 /* What a transition leaves its caller to do once the lock is released. */
@@ -449,6 +452,9 @@ extern void dynbgw_occupant_locked(const DynbgwSlot *slot,
 								   DynbgwOccupant *occupant);
 extern DynbgwLimit dynbgw_count_limits_locked(const DynbgwLimits *limits,
 											  int exclude_n);
+extern void dynbgw_ending_locked(const DynbgwSlot *slot,
+								 DynbgwOutcome outcome, int pid,
+								 TimestampTz ended_at, DynbgwEnding *ending);
 
 
 /* the launcher's transitions */
@@ -488,15 +494,11 @@ extern void dynbgw_after_unlock(const DynbgwAfter *after);
 
 /* dynbgw_slot_read.c */
 extern const char *dynbgw_state_name(DynbgwState state);
-extern bool dynbgw_slot_lost_to_crash(int n, uint64 generation);
-extern bool dynbgw_slot_needs_handle(int n);
 extern ConditionVariable *dynbgw_slot_cv(int n);
-extern bool dynbgw_slot_stop_requested(int n, uint64 generation);
-extern bool dynbgw_slot_live(int n, uint64 generation);
+extern void dynbgw_slot_look(int n, DynbgwOccupant *occupant);
 extern bool dynbgw_slot_occupant(int n, DynbgwOccupant *occupant);
 extern int	dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant,
 								 bool *was_ours);
-extern int	dynbgw_slot_pid(int n);
 extern bool dynbgw_slot_copy(int n, DynbgwSlot *copy);
 extern bool dynbgw_slot_handle(int n, uint64 generation, DynbgwHandle *handle);
 extern bool dynbgw_slot_moved_on(int n, uint64 generation, int pid,

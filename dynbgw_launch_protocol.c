@@ -100,9 +100,11 @@ dynbgw_register(DynbgwLaunch *launch, int restart_s, TimestampTz deadline)
 
 	while (!RegisterDynamicBackgroundWorker(&worker, &launch->handle))
 	{
+		DynbgwOccupant occupant;
 		long		remaining_ms;
 
-		if (dynbgw_slot_stop_requested(launch->n, launch->generation))
+		dynbgw_slot_look(launch->n, &occupant);
+		if (occupant.stop_requested)
 			dynbgw_launch_stopped(launch->n);
 
 		remaining_ms = dynbgw_ms_until(deadline);
@@ -330,6 +332,7 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 					 FunctionCallInfo persist)
 {
 	DynbgwLaunch launch;
+	DynbgwOccupant occupant;
 	TimestampTz slot_deadline = GetCurrentTimestamp() + wait_for_slot_us;
 	int			pid;
 
@@ -364,7 +367,9 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 		{
 			launch.saved = true;
 			dynbgw_save_worker(n, launch.generation, launch.launched_at, def);
-			if (!dynbgw_slot_live(n, launch.generation))
+			dynbgw_slot_look(n, &occupant);
+			if (occupant.generation != launch.generation ||
+				occupant.state == DYNBGW_FREE)
 				dynbgw_forget_worker(n, launch.generation);
 		}
 	}

@@ -119,6 +119,29 @@ dynbgw_outcome_of(const DynbgwSlot *slot, bool failed)
 }
 
 /*
+ * How the launch in a slot stands, or ended (outcome, its last process
+ * pid, when: ended_at), as dynbgw_wait() shows it.  Called with the
+ * registry lock held; also by dynbgw_slot_ending(), for a launch that
+ * runs.
+ */
+void
+dynbgw_ending_locked(const DynbgwSlot *slot, DynbgwOutcome outcome, int pid,
+					 TimestampTz ended_at, DynbgwEnding *ending)
+{
+	ending->generation = slot->generation;
+	ending->outcome = outcome;
+	ending->pid = pid;
+	ending->roleoid = slot->def.roleoid;
+	ending->runs = slot->runs;
+	ending->failures = slot->failures;
+	ending->ended_at = ended_at;
+	ending->error_code = slot->error_code;
+	ending->error_encoding = slot->error_encoding;
+	strlcpy(ending->error, slot->last_error, sizeof(ending->error));
+	strlcpy(ending->result, slot->last_result, sizeof(ending->result));
+}
+
+/*
  * Free: the launch has ended.  Keep how, for dynbgw_wait(), with the end
  * before it for a waiter that a quick relaunch and end left behind.  Never
  * while a launcher waits: it settles its launch itself.
@@ -126,23 +149,13 @@ dynbgw_outcome_of(const DynbgwSlot *slot, bool failed)
 static void
 dynbgw_free_slot(DynbgwSlot *slot, DynbgwOutcome outcome)
 {
-	DynbgwEnding *ended = &slot->ended;
-
 	ASSERT_MAY(slot, DYNBGW_FREE_SLOT);
 	Assert(slot->launcher_latch == NULL);
 	slot->ended_before = slot->ended;
 	slot->state = DYNBGW_FREE;
-	ended->generation = slot->generation;
-	ended->outcome = outcome;
-	ended->pid = slot->last_pid != 0 ? slot->last_pid : slot->ready_pid;
-	ended->roleoid = slot->def.roleoid;
-	ended->runs = slot->runs;
-	ended->failures = slot->failures;
-	ended->ended_at = GetCurrentTimestamp();
-	ended->error_code = slot->error_code;
-	ended->error_encoding = slot->error_encoding;
-	strlcpy(ended->error, slot->last_error, sizeof(ended->error));
-	strlcpy(ended->result, slot->last_result, sizeof(ended->result));
+	dynbgw_ending_locked(slot, outcome,
+						 slot->last_pid != 0 ? slot->last_pid : slot->ready_pid,
+						 GetCurrentTimestamp(), &slot->ended);
 }
 
 /*

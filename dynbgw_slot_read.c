@@ -6,8 +6,8 @@
  * Each reader takes the registry lock shared, copies what its caller needs
  * and releases it: the caller looks names up, allocates and raises errors
  * afterwards.  Nothing here writes a slot; every change of one is a
- * transition of dynbgw_slot.c, which shares the two helpers marked
- * "locked" below.
+ * transition of dynbgw_slot.c, which shares the helpers whose names end in
+ * "locked": they are called with the lock held.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +48,9 @@ dynbgw_occupant_locked(const DynbgwSlot *slot, DynbgwOccupant *occupant)
 	occupant->pid = slot->pid;
 	occupant->roleoid = slot->def.roleoid;
 	occupant->launcher_roleoid = slot->def.launcher_roleoid;
+	occupant->stop_requested = slot->stop_requested;
+	occupant->have_handle = slot->have_handle;
+	occupant->launcher_waits = slot->launcher_latch != NULL;
 }
 
 /*
@@ -83,38 +86,6 @@ dynbgw_count_limits_locked(const DynbgwLimits *limits, int exclude_n)
 	return DYNBGW_LIMIT_NONE;
 }
 
-/*
- * Whether slot n may have been lost to a crash-restart, for the worker of
- * this generation: then its saved definition is worth reading.
- */
-bool
-dynbgw_slot_lost_to_crash(int n, uint64 generation)
-{
-	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		lost;
-
-	dynbgw_lock(LW_SHARED);
-	lost = slot->state == DYNBGW_FREE && slot->generation < generation;
-	dynbgw_unlock();
-	return lost;
-}
-
-/*
- * Whether the claimed slot n lacks the handle of its registration: the
- * worker was brought back by a crash-restart and no launcher waits for it.
- */
-bool
-dynbgw_slot_needs_handle(int n)
-{
-	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		needs;
-
-	dynbgw_lock(LW_SHARED);
-	needs = !slot->have_handle && slot->launcher_latch == NULL;
-	dynbgw_unlock();
-	return needs;
-}
-
 /* The condition variable broadcast whenever slot n's launch moves on. */
 ConditionVariable *
 dynbgw_slot_cv(int n)
@@ -122,45 +93,23 @@ dynbgw_slot_cv(int n)
 	return &dynbgw_slot_at(n)->state_cv;
 }
 
-/* Whether a stop of the launch of this generation was asked for. */
-bool
-dynbgw_slot_stop_requested(int n, uint64 generation)
+/* What slot n holds, free or not. */
+void
+dynbgw_slot_look(int n, DynbgwOccupant *occupant)
 {
 	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		stopped;
 
 	dynbgw_lock(LW_SHARED);
-	stopped = slot->generation != generation || slot->stop_requested;
+	dynbgw_occupant_locked(slot, occupant);
 	dynbgw_unlock();
-	return stopped;
-}
-
-/* Whether slot n holds the launch of this generation, and it has not ended. */
-bool
-dynbgw_slot_live(int n, uint64 generation)
-{
-	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		live;
-
-	dynbgw_lock(LW_SHARED);
-	live = slot->generation == generation && slot->state != DYNBGW_FREE;
-	dynbgw_unlock();
-	return live;
 }
 
 /* Who holds number n; false if nobody. */
 bool
 dynbgw_slot_occupant(int n, DynbgwOccupant *occupant)
 {
-	DynbgwSlot *slot = dynbgw_slot_at(n);
-	bool		held;
-
-	dynbgw_lock(LW_SHARED);
-	held = slot->state != DYNBGW_FREE;
-	if (held)
-		dynbgw_occupant_locked(slot, occupant);
-	dynbgw_unlock();
-	return held;
+	dynbgw_slot_look(n, occupant);
+	return occupant->state != DYNBGW_FREE;
 }
 
 /*
@@ -189,19 +138,6 @@ dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant, bool *was_ours)
 	}
 	dynbgw_unlock();
 	return n;
-}
-
-/* Worker n's PID; 0 if it has no process. */
-int
-dynbgw_slot_pid(int n)
-{
-	DynbgwSlot *slot = dynbgw_slot_at(n);
-	int			pid;
-
-	dynbgw_lock(LW_SHARED);
-	pid = slot->pid;
-	dynbgw_unlock();
-	return pid;
 }
 
 /*
@@ -294,18 +230,10 @@ dynbgw_slot_ending(int n, uint64 *waited, DynbgwEnding *ending)
 	}
 	else
 	{
-		ending->generation = slot->generation;
-		ending->outcome = DYNBGW_OUTCOME_NONE;
 		/* Between two processes of a restart, the last one. */
-		ending->pid = slot->pid != 0 ? slot->pid : slot->last_pid;
-		ending->roleoid = slot->def.roleoid;
-		ending->runs = slot->runs;
-		ending->failures = slot->failures;
-		ending->ended_at = 0;
-		ending->error_code = slot->error_code;
-		ending->error_encoding = slot->error_encoding;
-		strlcpy(ending->error, slot->last_error, sizeof(ending->error));
-		strlcpy(ending->result, slot->last_result, sizeof(ending->result));
+		dynbgw_ending_locked(slot, DYNBGW_OUTCOME_NONE,
+							 slot->pid != 0 ? slot->pid : slot->last_pid, 0,
+							 ending);
 	}
 	dynbgw_unlock();
 	return status;

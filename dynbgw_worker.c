@@ -240,6 +240,7 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 	DynbgwRegistry *reg = dynbgw_registry();
 	DynbgwDefinition *def;
 	DynbgwSavedWorker *saved;
+	DynbgwOccupant occupant;
 	bool		have_saved = false;
 
 	if (args->n < 1 || args->n > reg->capacity)
@@ -248,7 +249,8 @@ dynbgw_claim(const DynbgwWorkerArgs *args)
 	saved = palloc(sizeof(DynbgwSavedWorker));
 	def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
 	/* Only a slot lost to a crash-restart is worth reading the file for. */
-	if (dynbgw_slot_lost_to_crash(args->n, args->generation))
+	dynbgw_slot_look(args->n, &occupant);
+	if (occupant.state == DYNBGW_FREE && occupant.generation < args->generation)
 		have_saved = dynbgw_load_worker(args->n, args->generation, saved);
 
 	my_number = args->n;
@@ -293,13 +295,15 @@ dynbgw_check_start(const DynbgwDefinition *def)
 static void
 dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
 {
+	DynbgwOccupant occupant;
 	DynbgwHandle handle;
 	bool		found_handle = false;
 	DynbgwAfter after;
 	bool		ready;
 
 	/* Brought back by a crash-restart: give stoppers the handle again. */
-	if (dynbgw_slot_needs_handle(my_number))
+	dynbgw_slot_look(my_number, &occupant);
+	if (!occupant.have_handle && !occupant.launcher_waits)
 		found_handle = dynbgw_find_own_handle(&handle);
 
 	dynbgw_catch_startup_errors(false);

@@ -50,12 +50,11 @@ sub problems
 	return @p;
 }
 
+# A file's text.
 sub slurp
 {
-	my ($file) = @_;
-	open my $fh, '<', $file or die "could not open $file: $!";
-	local $/;
-	return scalar <$fh>;
+	local (@ARGV, $/) = @_;
+	return <>;
 }
 
 my @files = (glob('dynbgw*.c'), glob('dynbgw*.h'));
