@@ -344,7 +344,7 @@ my $pid7_db = $node->safe_psql('postgres',
 	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '1 hour',
 	                       database => 'doomed2', restart => '1 s')});
 my ($rc, $stdout, $stderr) = $node->psql('postgres', 'DROP DATABASE doomed2');
-if ($node->pg_version->major >= 19)
+if (server_major($node) >= 19)
 {
 	is($rc, 0, 'DROP DATABASE ends the worker connected to it');
 	is( $node->safe_psql(

@@ -64,7 +64,7 @@ SELECT dynbgw_launch($n, \$cmd\$SELECT 'a\\'; $hidden; --'\$cmd\$, naptime => '1
 
 # From 19 standard_conforming_strings is always on, and nothing can be
 # smuggled this way: the launch check and the worker read a command alike.
-my $lexers_agree = $node->pg_version->major >= 19;
+my $lexers_agree = server_major($node) >= 19;
 if ($lexers_agree)
 {
 	like(

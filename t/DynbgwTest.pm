@@ -41,6 +41,7 @@ our @EXPORT = qw(
   log_is_clean
   log_shows
   bg_end
+  server_major
 );
 
 # A started node named $name with dynbgw created in database postgres.
@@ -59,6 +60,14 @@ sub new_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
 	return $node;
+}
+
+# The node's major version, 14 for 14.24.  The server's own word, since
+# PostgreSQL::Test::Cluster on 14 and older has no pg_version method.
+sub server_major
+{
+	my ($node) = @_;
+	return int($node->safe_psql('postgres', 'SHOW server_version_num') / 10000);
 }
 
 # Run $sql in database postgres with VERBOSITY verbose, so that an error
