@@ -78,7 +78,8 @@ static const uint32 dynbgw_allowed_from[] PG_USED_FOR_ASSERTS_ONLY = {
 	[DYNBGW_SETTLE] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) |
 	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_EXITED),
 	[DYNBGW_ABANDON] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) |
-	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_EXITED),
+	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_RESTARTING) |
+	IN(DYNBGW_EXITED),
 	[DYNBGW_REQUEST_STOP] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) |
 	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_RESTARTING) |
 	IN(DYNBGW_EXITED),
@@ -339,10 +340,12 @@ dynbgw_slot_settle(int n, uint64 generation, bool process_gone,
 }
 
 /*
- * Abandon: a launch that failed or was cancelled before it returned.  A
- * slot with no process is freed now, whatever its state; one with a process
- * is left to that process, marked stopped, to free as it exits.  Nothing
- * if the launcher has settled already.
+ * Abandon: a launch that failed or was cancelled before it returned, also
+ * after its worker was ready (its definition could not be saved).  A slot
+ * with no process is freed now, whatever its state, a worker waiting for
+ * its restart included: the launch ends its registration, so nothing would
+ * restart it.  One with a process is left to that process, marked stopped,
+ * to free as it exits.  Nothing if the launch has ended already.
  */
 void
 dynbgw_slot_abandon(int n, uint64 generation, DynbgwAfter *after)
@@ -351,7 +354,7 @@ dynbgw_slot_abandon(int n, uint64 generation, DynbgwAfter *after)
 
 	dynbgw_after_init(after, n, generation);
 	dynbgw_lock(LW_EXCLUSIVE);
-	if (slot->generation == generation && slot->launcher_latch == MyLatch)
+	if (slot->generation == generation && slot->state != DYNBGW_FREE)
 	{
 		ASSERT_MAY(slot, DYNBGW_ABANDON);
 		slot->launcher_latch = NULL;

@@ -389,5 +389,36 @@ is( $node->safe_psql(
 is(scalar(() = glob($node->data_dir . '/pg_dynbgw/worker_7_*')),
 	0, 'and none of its launches left a saved definition');
 
+###########################################################################
+# 9. A launch that fails after its worker was ready, because the worker's
+# definition cannot be saved, leaves no slot behind, also when the worker
+# has already died and waits for its restart: the launch ends the
+# registration, so nothing would ever restart it.  Before, such a slot
+# stayed 'restarting' until dynbgw_stop(n => ...).  Whether the worker has
+# died by the time its launch fails is a race the worker wins a few times
+# in a hundred, hence the hundred tries.
+###########################################################################
+
+my $saved_dir = $node->data_dir . '/pg_dynbgw';
+mkdir $saved_dir;
+chmod 0500, $saved_dir or die "could not chmod $saved_dir: $!";
+my $failed_launches = 0;
+my $left = '';
+for my $try (1 .. 100)
+{
+	my ($rc9, $out9, $err9) = $node->psql('postgres',
+		q{SELECT dynbgw_launch(7, 'SET exit_on_error = on; SELECT 1/0',
+		                       naptime => '0', restart => '1 hour')});
+	$failed_launches++ if $err9 =~ /could not create file/;
+	# The launch has ended, or it never will.
+	$left .= "$try "
+	  if $node->safe_psql('postgres',
+		q{SELECT outcome FROM dynbgw_wait(7, timeout => '5 s')}) eq 'running';
+	$node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 7)');
+}
+chmod 0700, $saved_dir or die "could not chmod $saved_dir: $!";
+is($failed_launches, 100, 'a hundred launches failed to save their definition');
+is($left, '', 'and none of them left its slot behind');
+
 $node->stop;
 done_testing();
