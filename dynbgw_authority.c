@@ -236,7 +236,8 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 
 /*
  * What a worker of this role in this database counts against, read from
- * the catalogs before the registry is locked (see dynbgw_limits_exceeded).
+ * the catalogs before the registry is locked (see
+ * dynbgw_count_limits_locked()).
  */
 void
 dynbgw_limits_prepare(DynbgwLimits *limits, const DynbgwDefinition *def)
@@ -285,7 +286,7 @@ dynbgw_limits_prepare(DynbgwLimits *limits, const DynbgwDefinition *def)
 }
 
 /*
- * Raise the error of a limit dynbgw_limits_exceeded() found, with the
+ * Raise the error of a limit dynbgw_count_limits_locked() found, with the
  * registry no longer locked.
  */
 void
