@@ -319,6 +319,15 @@ dynbgw_reserve(DynbgwLaunch *launch, const DynbgwDefinition *def,
 	}
 }
 
+/* Whether the launch holds its number still and has not ended. */
+static bool
+dynbgw_launch_live(const DynbgwLaunch *launch, DynbgwOccupant *occupant)
+{
+	dynbgw_slot_look(launch->n, occupant);
+	return occupant->generation == launch->generation &&
+		occupant->state != DYNBGW_FREE;
+}
+
 /*
  * Launch worker n with this definition and return its PID once it is
  * ready; with if_running => 'skip', the PID of the worker that holds n
@@ -360,16 +369,16 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 		 * Only a launch that succeeds leaves a file for a crash-restart to
 		 * bring its worker back from: a worker restarted without one exits.
 		 * A launch that has ended by now (its runs done, or stopped) needs
-		 * none: whatever ended it removed the file before it was written, or
-		 * the launch finds it ended once it is written.
+		 * none, and is not failed by an error writing one: whatever ended it
+		 * removed the file before it was written, or the launch finds it
+		 * ended once it is written.
 		 */
-		if (def->restart_s != BGW_NEVER_RESTART)
+		if (def->restart_s != BGW_NEVER_RESTART &&
+			dynbgw_launch_live(&launch, &occupant))
 		{
 			launch.saved = true;
 			dynbgw_save_worker(n, launch.generation, launch.launched_at, def);
-			dynbgw_slot_look(n, &occupant);
-			if (occupant.generation != launch.generation ||
-				occupant.state == DYNBGW_FREE)
+			if (!dynbgw_launch_live(&launch, &occupant))
 				dynbgw_forget_worker(n, launch.generation);
 		}
 	}

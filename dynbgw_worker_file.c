@@ -147,12 +147,20 @@ dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 	return dynbgw_read_saved(path, saved) && saved->generation == generation;
 }
 
+/*
+ * Remove the saved definition of worker n's launch of this generation, and
+ * what a save that failed half-way left of it.
+ */
 void
 dynbgw_forget_worker(int n, uint64 generation)
 {
 	char		path[MAXPGPATH];
+	char		tmppath[MAXPGPATH];
 
 	dynbgw_saved_path(path, n, generation);
+	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
 	if (unlink(path) != 0 && errno != ENOENT)
 		elog(LOG, "could not remove file \"%s\": %m", path);
+	if (unlink(tmppath) != 0 && errno != ENOENT)
+		elog(LOG, "could not remove file \"%s\": %m", tmppath);
 }

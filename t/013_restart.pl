@@ -420,5 +420,24 @@ chmod 0700, $saved_dir or die "could not chmod $saved_dir: $!";
 is($failed_launches, 100, 'a hundred launches failed to save their definition');
 is($left, '', 'and none of them left its slot behind');
 
+# A save that fails half-way, at the rename (a directory holds the name),
+# leaves no temporary file either.  The next launch's generation is one
+# more than the last one's.
+$node->safe_psql('postgres',
+	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '0', runs => 1);
+	  SELECT outcome FROM dynbgw_wait(7, timeout => '10 s')});
+my $next_generation = $node->safe_psql('postgres',
+	'SELECT max(launch) + 1 FROM dynbgw_runs WHERE n = 7');
+my $in_the_way = "$saved_dir/worker_7_$next_generation";
+mkdir $in_the_way or die "could not create $in_the_way: $!";
+my (undef, undef, $err_rename) = $node->psql('postgres',
+	q{SELECT dynbgw_launch(7, 'SELECT 1', naptime => '1 hour',
+	                       restart => '1 s')});
+like($err_rename, qr/could not rename file/,
+	'a launch whose definition cannot be renamed into place fails');
+is(scalar(() = glob("$saved_dir/worker_7_*.tmp")),
+	0, 'and leaves no temporary file');
+rmdir $in_the_way or die "could not remove $in_the_way: $!";
+
 $node->stop;
 done_testing();
