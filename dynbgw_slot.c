@@ -9,10 +9,10 @@
  * one the transition may start from (dynbgw_allowed_from[]), changes the
  * fields and releases the lock; what the caller must do then (remove a
  * file, end a registration, wake waiters) it leaves in a DynbgwAfter for
- * dynbgw_after_unlock().  The readers here copy what their callers need
- * under the lock, so that names are looked up, memory allocated and errors
- * raised after it is released.  So the registry's rules can be checked in
- * this one file:
+ * dynbgw_after_unlock().  The readers, in dynbgw_slot_read.c, only copy
+ * what their callers need under the lock, so that names are looked up,
+ * memory allocated and errors raised after it is released.  So the
+ * registry's rules can be checked here:
  *
  *	- Nothing allocates, raises an error or does I/O while holding the lock.
  *	  The one system call made under it is a stop's kill(): the worker
