@@ -83,6 +83,20 @@ dynbgw_remove_stale_saved(void)
 }
 
 /*
+ * Remove the temporary file of a save that failed, keeping errno for the
+ * error about to be raised.  Only its writer touches it, so that removing
+ * an ended launch's file never races with a save in progress.
+ */
+static void
+dynbgw_discard_tmp(const char *tmppath)
+{
+	int			save_errno = errno;
+
+	(void) unlink(tmppath);
+	errno = save_errno;
+}
+
+/*
  * Keep a restartable worker's definition on disk, for a worker restarted
  * after a crash-restart emptied the registry.  Written with a rename so a
  * reader never sees half a file.
@@ -122,19 +136,26 @@ dynbgw_save_worker(int n, uint64 generation, TimestampTz launched_at,
 	{
 		if (errno == 0)
 			errno = ENOSPC;
+		dynbgw_discard_tmp(tmppath);
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not write file \"%s\": %m", tmppath)));
 	}
 	if (CloseTransientFile(fd) != 0)
+	{
+		dynbgw_discard_tmp(tmppath);
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmppath)));
+	}
 	if (rename(tmppath, path) != 0)
+	{
+		dynbgw_discard_tmp(tmppath);
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not rename file \"%s\" to \"%s\": %m",
 						tmppath, path)));
+	}
 }
 
 /* Read the saved definition of worker n's launch of this generation. */
@@ -147,20 +168,12 @@ dynbgw_load_worker(int n, uint64 generation, DynbgwSavedWorker *saved)
 	return dynbgw_read_saved(path, saved) && saved->generation == generation;
 }
 
-/*
- * Remove the saved definition of worker n's launch of this generation, and
- * what a save that failed half-way left of it.
- */
 void
 dynbgw_forget_worker(int n, uint64 generation)
 {
 	char		path[MAXPGPATH];
-	char		tmppath[MAXPGPATH];
 
 	dynbgw_saved_path(path, n, generation);
-	snprintf(tmppath, sizeof(tmppath), "%s.tmp", path);
 	if (unlink(path) != 0 && errno != ENOENT)
 		elog(LOG, "could not remove file \"%s\": %m", path);
-	if (unlink(tmppath) != 0 && errno != ENOENT)
-		elog(LOG, "could not remove file \"%s\": %m", tmppath);
 }
