@@ -371,6 +371,21 @@ dynbgw_slot_abandon(int n, uint64 generation, DynbgwAfter *after)
 /* ---- the worker's transitions ---- */
 
 /*
+ * Lock the registry for a transition of the worker that holds slot n, and
+ * return the slot.
+ */
+static DynbgwSlot *
+dynbgw_lock_own_slot(int n, DynbgwTransition transition)
+{
+	DynbgwSlot *slot = dynbgw_slot_at(n);
+
+	dynbgw_lock(LW_EXCLUSIVE);
+	Assert(slot->pid == MyProcPid);
+	ASSERT_MAY(slot, transition);
+	return slot;
+}
+
+/*
  * Adopt: a restarted worker whose slot a crash-restart emptied takes it
  * back from its saved definition, as one waiting for its restart.
  */
@@ -442,12 +457,9 @@ bool
 dynbgw_slot_ready(int n, DynbgwState state, TimestampTz next_run,
 				  const DynbgwHandle *handle, DynbgwAfter *after)
 {
-	DynbgwSlot *slot = dynbgw_slot_at(n);
+	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_READY);
 	bool		ready;
 
-	dynbgw_lock(LW_EXCLUSIVE);
-	Assert(slot->pid == MyProcPid);
-	ASSERT_MAY(slot, DYNBGW_READY);
 	dynbgw_after_init(after, n, slot->generation);
 	ready = !slot->stop_requested;
 	if (ready)
@@ -471,11 +483,8 @@ dynbgw_slot_ready(int n, DynbgwState state, TimestampTz next_run,
 void
 dynbgw_slot_run_start(int n, TimestampTz started)
 {
-	DynbgwSlot *slot = dynbgw_slot_at(n);
+	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_RUN_START);
 
-	dynbgw_lock(LW_EXCLUSIVE);
-	Assert(slot->pid == MyProcPid);
-	ASSERT_MAY(slot, DYNBGW_RUN_START);
 	if (!slot->stop_requested)
 		slot->state = DYNBGW_RUNNING;
 	slot->last_started = started;
@@ -492,11 +501,8 @@ dynbgw_slot_run_end(int n, TimestampTz started, TimestampTz finished,
 					TimestampTz next_run, DynbgwRunStatus status,
 					const ErrorData *edata, const char *result)
 {
-	DynbgwSlot *slot = dynbgw_slot_at(n);
+	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_RUN_END);
 
-	dynbgw_lock(LW_EXCLUSIVE);
-	Assert(slot->pid == MyProcPid);
-	ASSERT_MAY(slot, DYNBGW_RUN_END);
 	if (!slot->stop_requested)
 		slot->state = DYNBGW_IDLE;
 	slot->runs++;
@@ -523,11 +529,8 @@ dynbgw_slot_run_end(int n, TimestampTz started, TimestampTz finished,
 void
 dynbgw_slot_lose_authority(int n, const ErrorData *edata)
 {
-	DynbgwSlot *slot = dynbgw_slot_at(n);
+	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_LOSE_AUTHORITY);
 
-	dynbgw_lock(LW_EXCLUSIVE);
-	Assert(slot->pid == MyProcPid);
-	ASSERT_MAY(slot, DYNBGW_LOSE_AUTHORITY);
 	dynbgw_set_error(slot, edata->sqlerrcode, edata->message);
 	slot->last_run_failed = true;
 	dynbgw_unlock();
