@@ -378,6 +378,26 @@ dynbgw_run_timeout_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 	}
 }
 
+/* How often, and after how long, a failed run is run again. */
+static void
+dynbgw_retry_args(FunctionCallInfo fcinfo, DynbgwDefinition *def)
+{
+	/* Before 1.2 the SQL definition has neither; NULL is the default. */
+	def->retry_delay_us = USECS_PER_SEC;
+	if (PG_NARGS() > 13 && !PG_ARGISNULL(13))
+	{
+		int32		retry = PG_GETARG_INT32(13);
+
+		if (retry < 0 || retry > DYNBGW_MAX_RETRY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retry must be between 0 and %d", DYNBGW_MAX_RETRY)));
+		def->retry = retry;
+	}
+	if (PG_NARGS() > 14 && !PG_ARGISNULL(14))
+		def->retry_delay_us = dynbgw_interval_arg(fcinfo, 14, "retry_delay");
+}
+
 /* The command, checked and in the encoding of the worker's database. */
 static void
 dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
@@ -391,6 +411,11 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("naptime must be greater than 0 for a worker without a command"),
 					 errdetail("Such a worker only counts its wake-ups.")));
+		if (def->retry > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retry is for a worker with a command"),
+					 errdetail("A worker without a command has no run that could fail.")));
 		return;
 	}
 	command = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -410,11 +435,11 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 /*
  * dynbgw_launch(n, command, naptime, database, role, runs, restart,
  *				 if_running, wait_for_slot, run_timeout, schedule, timezone,
- *				 persist) returns integer
+ *				 persist, retry, retry_delay) returns integer
  *
  * Start dynbgw's own worker number n, running command every naptime, or on
- * a schedule, in database as role; without a command it only counts its
- * naps.
+ * a schedule, in database as role, and again after a failure while retries
+ * are left; without a command it only counts its naps.
  */
 Datum
 dynbgw_launch(PG_FUNCTION_ARGS)
@@ -436,6 +461,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	if_running = dynbgw_if_running_arg(fcinfo, 7);
 	wait_for_slot_us = dynbgw_interval_arg(fcinfo, 8, "wait_for_slot");
 	dynbgw_run_timeout_arg(fcinfo, def);
+	dynbgw_retry_args(fcinfo, def);
 	dynbgw_command_arg(fcinfo, def);
 
 	/* Version 1.0 of the SQL definition has no persist. */
@@ -621,7 +647,7 @@ dynbgw_stop(PG_FUNCTION_ARGS)
 	else if ((n = dynbgw_worker_of_pid(PG_GETARG_INT32(0), &occupant)) == 0)
 		PG_RETURN_BOOL(false);
 
-	dynbgw_check_may_stop(n, occupant.roleoid, occupant.launcher_roleoid);
+	dynbgw_check_may_signal(n, &occupant, "stop");
 	if (!dynbgw_stop_slot(n, occupant.generation,
 						  GetCurrentTimestamp() + timeout_us))
 	{

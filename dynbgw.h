@@ -21,6 +21,7 @@
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "pgtime.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -64,6 +65,9 @@
  * without completing a run is not restarted again.
  */
 #define DYNBGW_MAX_FAILED_STARTS	5
+
+/* Upper bound of dynbgw_launch's retry. */
+#define DYNBGW_MAX_RETRY		1000
 
 typedef enum DynbgwState
 {
@@ -123,6 +127,8 @@ typedef struct DynbgwDefinition
 	int			restart_s;		/* restart delay after a crash, or
 								 * BGW_NEVER_RESTART */
 	int			run_timeout_ms; /* 0: none */
+	int			retry;			/* a failed run is run again this often */
+	int64		retry_delay_us; /* before the first retry; then doubled */
 	int64		arg;			/* function kind: the entry point's argument */
 	char		library[MAXPGPATH];
 	char		function[BGW_MAXLEN];
@@ -168,7 +174,15 @@ typedef enum DynbgwRunStatus
 	DYNBGW_RUN_STOPPED			/* cut short by a stop */
 } DynbgwRunStatus;
 
-/* One run, in the history ring (dynbgw_runs). */
+/* What started a run. */
+typedef enum DynbgwTrigger
+{
+	DYNBGW_TRIGGER_SCHEDULE,	/* it was due: naptime or cron schedule */
+	DYNBGW_TRIGGER_WAKE,		/* dynbgw_wake() */
+	DYNBGW_TRIGGER_RETRY		/* the attempt before it failed */
+} DynbgwTrigger;
+
+/* One run's attempt, in the history ring (dynbgw_runs). */
 typedef struct DynbgwRun
 {
 	int			n;
@@ -179,6 +193,8 @@ typedef struct DynbgwRun
 	TimestampTz started;
 	TimestampTz finished;
 	DynbgwRunStatus status;
+	DynbgwTrigger trigger;
+	int			attempt;		/* 1, then 2 for its first retry, ... */
 	int			error_code;
 	int			encoding;		/* of message */
 	char		message[DYNBGW_MAX_RUN_ERROR];
@@ -223,6 +239,16 @@ typedef struct DynbgwSlot
 	char		last_error[DYNBGW_MAX_ERROR];
 	bool		last_run_failed;
 	char		last_result[DYNBGW_MAX_RESULT];
+	DynbgwTrigger last_trigger; /* of the current or last attempt */
+	int			last_attempt;
+
+	/*
+	 * Set by dynbgw_wake() without the lock and cleared when a run starts:
+	 * wakes before a run starts are all taken by it.  The worker's latch is
+	 * set after it, as long as the worker holds the slot.
+	 */
+	pg_atomic_uint32 wake_pending;
+	Latch	   *worker_latch;
 
 	/*
 	 * Written whenever a launch of this number ends, the one before kept
@@ -263,7 +289,7 @@ typedef struct DynbgwShape
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595235	/* "DYR5" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595236	/* "DYR6" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -290,7 +316,7 @@ typedef struct DynbgwSavedWorker
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e34	/* "DYN4" */
+#define DYNBGW_SAVED_MAGIC	0x44594e35	/* "DYN5" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*
@@ -360,6 +386,7 @@ typedef struct DynbgwOccupant
 {
 	uint64		generation;		/* of the launch it holds or held last */
 	DynbgwState state;
+	DynbgwKind	kind;
 	int			pid;			/* 0: no process */
 	Oid			roleoid;
 	Oid			launcher_roleoid;
@@ -477,11 +504,12 @@ extern bool dynbgw_slot_claim(int n, uint64 generation,
 							  DynbgwDefinition *def, int64 *runs);
 extern bool dynbgw_slot_ready(int n, DynbgwState state, TimestampTz next_run,
 							  const DynbgwHandle *handle, DynbgwAfter *after);
-extern void dynbgw_slot_run_start(int n, TimestampTz started);
+extern void dynbgw_slot_run_start(int n, TimestampTz started,
+								  DynbgwTrigger trigger, int attempt);
 extern void dynbgw_slot_run_end(int n, TimestampTz started,
 								TimestampTz finished, TimestampTz next_run,
-								DynbgwRunStatus status, const ErrorData *edata,
-								const char *result);
+								DynbgwRunStatus status, bool final,
+								const ErrorData *edata, const char *result);
 extern void dynbgw_slot_lose_authority(int n, const ErrorData *edata);
 extern bool dynbgw_slot_exit(int n, uint64 generation, DynbgwExit *report,
 							 DynbgwAfter *after);
@@ -489,6 +517,9 @@ extern bool dynbgw_slot_exit(int n, uint64 generation, DynbgwExit *report,
 /* the stopper's transition */
 extern bool dynbgw_slot_request_stop(int n, uint64 generation,
 									 DynbgwOccupant *was, DynbgwAfter *after);
+
+/* the waker's transition */
+extern bool dynbgw_slot_wake(int n, uint64 generation);
 
 extern void dynbgw_after_unlock(const DynbgwAfter *after);
 
@@ -501,6 +532,7 @@ extern int	dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant,
 								 bool *was_ours);
 extern bool dynbgw_slot_copy(int n, DynbgwSlot *copy);
 extern bool dynbgw_slot_handle(int n, uint64 generation, DynbgwHandle *handle);
+extern bool dynbgw_slot_woken(int n);
 extern bool dynbgw_slot_moved_on(int n, uint64 generation, int pid,
 								 bool launch_decided);
 extern DynbgwEndStatus dynbgw_slot_ending(int n, uint64 *waited,
@@ -548,7 +580,8 @@ extern int	dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 								 FunctionCallInfo persist);
 
 /* dynbgw_stop_protocol.c */
-extern void dynbgw_check_may_stop(int n, Oid roleoid, Oid launcher_roleoid);
+extern void dynbgw_check_may_signal(int n, const DynbgwOccupant *occupant,
+									const char *action);
 extern bool dynbgw_wait_slot(int n, uint64 generation, int pid,
 							 bool launch_decided, TimestampTz deadline);
 extern bool dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline);
@@ -567,6 +600,8 @@ typedef enum DynbgwSavedColumn
 	DYNBGW_SAVED_RUNS,
 	DYNBGW_SAVED_RESTART,
 	DYNBGW_SAVED_RUN_TIMEOUT,
+	DYNBGW_SAVED_RETRY,			/* since 1.2 */
+	DYNBGW_SAVED_RETRY_DELAY,
 	DYNBGW_SAVED_COLUMNS
 } DynbgwSavedColumn;
 
@@ -616,6 +651,7 @@ extern PGDLLEXPORT Datum dynbgw_launch(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_launch_function(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_pid(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_stop(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_wake(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_workers(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_wait(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_runs(PG_FUNCTION_ARGS);

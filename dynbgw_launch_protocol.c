@@ -267,7 +267,7 @@ dynbgw_handle_occupant(int n, const DynbgwOccupant *occupant,
 		return true;
 	}
 
-	dynbgw_check_may_stop(n, occupant->roleoid, occupant->launcher_roleoid);
+	dynbgw_check_may_signal(n, occupant, "stop");
 	if (!dynbgw_stop_slot(n, occupant->generation,
 						  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													  DYNBGW_REPLACE_TIMEOUT_MS)))

@@ -55,8 +55,14 @@ PG_FUNCTION_INFO_V1(dynbgw_definitions_guard);
 /* The table's columns, by name: an upgraded table may order them otherwise. */
 static const char *const dynbgw_column_names[DYNBGW_SAVED_COLUMNS] = {
 	"n", "owner", "command", "naptime", "schedule", "timezone", "database",
-	"role", "runs", "restart", "run_timeout"
+	"role", "runs", "restart", "run_timeout", "retry", "retry_delay"
 };
+
+/*
+ * The first column that version 1.1.1's table lacks, which a new library
+ * meets until ALTER EXTENSION dynbgw UPDATE: read as NULL, the default.
+ */
+#define DYNBGW_SAVED_FIRST_OPTIONAL DYNBGW_SAVED_RETRY
 
 /*
  * The table dynbgw_definitions of the extension in this schema, opened
@@ -114,7 +120,8 @@ dynbgw_saved_read(Oid schema)
 	for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
 	{
 		attnums[col] = get_attnum(RelationGetRelid(rel), dynbgw_column_names[col]);
-		if (attnums[col] == InvalidAttrNumber)
+		if (attnums[col] == InvalidAttrNumber &&
+			col < DYNBGW_SAVED_FIRST_OPTIONAL)
 			elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
 				 dynbgw_column_names[col], DYNBGW_DEFINITIONS);
 	}
@@ -129,11 +136,14 @@ dynbgw_saved_read(Oid schema)
 		for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
 		{
 			int			i = attnums[col] - 1;
-			Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+			Form_pg_attribute att;
 
-			row->isnull[col] = slot->tts_isnull[i];
-			row->values[col] = row->isnull[col] ? (Datum) 0 :
-				datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+			row->isnull[col] = i < 0 || slot->tts_isnull[i];
+			if (row->isnull[col])
+				continue;
+			att = TupleDescAttr(tupdesc, i);
+			row->values[col] = datumCopy(slot->tts_values[i], att->attbyval,
+										 att->attlen);
 		}
 		row->n = DatumGetInt32(row->values[DYNBGW_SAVED_N]);
 		row->owner = DatumGetObjectId(row->values[DYNBGW_SAVED_OWNER]);
@@ -253,10 +263,15 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 void
 dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 {
-	Oid			argtypes[11] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
-		OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
+	Oid			argtypes[13] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
+		OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID,
+	INTERVALOID};
+	Datum		values[13];
+	char		nulls[13];
+
+	/* Version 1.1.1's table has no retry columns, nor its launch the args. */
+	bool		with_retry = PG_NARGS() > 14;
+	char	   *query;
 
 	dynbgw_persist_check(fcinfo, n);
 	memset(nulls, ' ', sizeof(nulls));
@@ -277,12 +292,20 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 	values[10] = def->has_schedule ?
 		CStringGetTextDatum(def->timezone) : (Datum) 0;
 	nulls[10] = def->has_schedule ? ' ' : 'n';
+	if (with_retry)
+	{
+		dynbgw_arg_param(fcinfo, 13, &values[11], &nulls[11]); /* retry */
+		dynbgw_arg_param(fcinfo, 14, &values[12], &nulls[12]); /* retry_delay */
+	}
 
-	if (dynbgw_definitions_execute(fcinfo,
-								   "INSERT INTO %s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone) "
-								   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-								   "ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11, saved_at = pg_catalog.now()",
-								   11, argtypes, values, nulls) != 1)
+	query = psprintf("INSERT INTO %%s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone%s) "
+					 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11%s) "
+					 "ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11%s, saved_at = pg_catalog.now()",
+					 with_retry ? ", retry, retry_delay" : "",
+					 with_retry ? ", $12, $13" : "",
+					 with_retry ? ", retry = $12, retry_delay = $13" : "");
+	if (dynbgw_definitions_execute(fcinfo, query, with_retry ? 13 : 11,
+								   argtypes, values, nulls) != 1)
 		elog(ERROR, "could not save the definition of dynbgw worker %d", n);
 }
 

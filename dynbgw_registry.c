@@ -73,7 +73,10 @@ dynbgw_registry_init(void *ptr, void *arg)
 	/* Generations stay unique across crash-restarts, which keep workers. */
 	reg->last_generation = GetCurrentTimestamp();
 	for (int i = 0; i < shape->capacity; i++)
+	{
 		ConditionVariableInit(&reg->slots[i].state_cv);
+		pg_atomic_init_u32(&reg->slots[i].wake_pending, 0);
+	}
 }
 
 /* The history ring of the last runs, right after the slots. */

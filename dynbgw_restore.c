@@ -69,8 +69,12 @@ PG_FUNCTION_INFO_V1(dynbgw_restore);
 
 char	   *dynbgw_restore_databases = NULL;
 
-/* dynbgw_launch's arguments, in the order of version 1.1's definition. */
-#define DYNBGW_LAUNCH_NARGS 13
+/*
+ * dynbgw_launch's arguments, in the order of version 1.2's definition;
+ * that of 1.1 and 1.1.1 has the first 13.
+ */
+#define DYNBGW_LAUNCH_NARGS 15
+#define DYNBGW_LAUNCH_NARGS_1_1 13
 
 /* How long the launcher sleeps between looks at a restore worker. */
 #define DYNBGW_RESTORE_POLL_MS	1000
@@ -105,22 +109,27 @@ dynbgw_extension_schema(Oid extoid)
 }
 
 /*
- * The extension's dynbgw_launch (version 1.1's signature) in its schema,
- * found without search_path; a function of that name that is not the
- * extension's does not count.  InvalidOid if missing_ok and there is none.
+ * The extension's dynbgw_launch (version 1.2's signature, or that of 1.1
+ * until the update) in its schema, found without search_path; a function
+ * of that name that is not the extension's does not count.  InvalidOid if
+ * missing_ok and there is none.
  */
 Oid
 dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
 {
 	static const Oid argtypes[DYNBGW_LAUNCH_NARGS] = {
 		INT4OID, TEXTOID, INTERVALOID, NAMEOID, NAMEOID, INT8OID, INTERVALOID,
-		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID
+		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
+		INTERVALOID
 	};
+	List	   *name = list_make2(makeString(get_namespace_name(schema)),
+								  makeString("dynbgw_launch"));
 	Oid			funcoid;
 
-	funcoid = LookupFuncName(list_make2(makeString(get_namespace_name(schema)),
-										makeString("dynbgw_launch")),
-							 DYNBGW_LAUNCH_NARGS, argtypes, missing_ok);
+	funcoid = LookupFuncName(name, DYNBGW_LAUNCH_NARGS, argtypes, true);
+	if (!OidIsValid(funcoid))
+		funcoid = LookupFuncName(name, DYNBGW_LAUNCH_NARGS_1_1, argtypes,
+								 missing_ok);
 	if (OidIsValid(funcoid) &&
 		getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
 	{
@@ -199,9 +208,9 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 		aclcheck_error(aclresult, OBJECT_FUNCTION, "dynbgw_launch");
 
 	fmgr_info(launch_oid, &flinfo);
-	InitFunctionCallInfoData(*fc, &flinfo, DYNBGW_LAUNCH_NARGS, InvalidOid,
+	InitFunctionCallInfoData(*fc, &flinfo, flinfo.fn_nargs, InvalidOid,
 							 NULL, NULL);
-	for (int i = 0; i < DYNBGW_LAUNCH_NARGS; i++)
+	for (int i = 0; i < flinfo.fn_nargs; i++)
 	{
 		fc->args[i].value = (Datum) 0;
 		fc->args[i].isnull = true;
@@ -216,6 +225,11 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 	DYNBGW_ARG(9, DYNBGW_SAVED_RUN_TIMEOUT);
 	DYNBGW_ARG(10, DYNBGW_SAVED_SCHEDULE);
 	DYNBGW_ARG(11, DYNBGW_SAVED_TIMEZONE);
+	if (flinfo.fn_nargs > DYNBGW_LAUNCH_NARGS_1_1)
+	{
+		DYNBGW_ARG(13, DYNBGW_SAVED_RETRY);
+		DYNBGW_ARG(14, DYNBGW_SAVED_RETRY_DELAY);
+	}
 #undef DYNBGW_ARG
 	if (OidIsValid(row->database))
 	{

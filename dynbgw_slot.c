@@ -55,6 +55,7 @@ typedef enum DynbgwTransition
 	DYNBGW_SETTLE,
 	DYNBGW_ABANDON,
 	DYNBGW_REQUEST_STOP,
+	DYNBGW_WAKE,
 	DYNBGW_FREE_SLOT
 } DynbgwTransition;
 
@@ -83,6 +84,7 @@ static const uint32 dynbgw_allowed_from[] PG_USED_FOR_ASSERTS_ONLY = {
 	[DYNBGW_REQUEST_STOP] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) |
 	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_RESTARTING) |
 	IN(DYNBGW_EXITED),
+	[DYNBGW_WAKE] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) | IN(DYNBGW_RUNNING),
 	[DYNBGW_FREE_SLOT] = IN(DYNBGW_STARTING) | IN(DYNBGW_IDLE) |
 	IN(DYNBGW_RUNNING) | IN(DYNBGW_STOPPING) | IN(DYNBGW_RESTARTING) |
 	IN(DYNBGW_EXITED)
@@ -182,6 +184,8 @@ dynbgw_record_run(const DynbgwSlot *slot, int n, TimestampTz started,
 	run->started = started;
 	run->finished = finished;
 	run->status = status;
+	run->trigger = slot->last_trigger;
+	run->attempt = slot->last_attempt;
 	run->encoding = GetDatabaseEncoding();
 	run->error_code = error_code;
 	dynbgw_clip(run->message, message ? message : "", DYNBGW_MAX_RUN_ERROR);
@@ -205,6 +209,16 @@ dynbgw_after_end_registration(DynbgwAfter *after, const DynbgwSlot *slot)
 	after->end_registration = true;
 	after->have_handle = slot->have_handle;
 	after->handle = slot->bgw_handle;
+}
+
+/* A launch's process-to-be: no run started yet, and no wake for it. */
+static void
+dynbgw_slot_new_process(DynbgwSlot *slot)
+{
+	slot->last_trigger = DYNBGW_TRIGGER_SCHEDULE;
+	slot->last_attempt = 1;
+	pg_atomic_write_u32(&slot->wake_pending, 0);
+	slot->worker_latch = NULL;
 }
 
 /* ---- the launcher's transitions ---- */
@@ -253,6 +267,7 @@ dynbgw_slot_reserve(int n, const DynbgwDefinition *def,
 		slot->last_error[0] = '\0';
 		slot->last_run_failed = false;
 		slot->last_result[0] = '\0';
+		dynbgw_slot_new_process(slot);
 	}
 	dynbgw_unlock();
 	return generation;
@@ -406,6 +421,7 @@ dynbgw_slot_adopt(DynbgwSlot *slot, const DynbgwSavedWorker *saved)
 	slot->last_started = slot->last_finished = slot->next_run = 0;
 	slot->last_duration_us = 0;
 	slot->last_error[0] = '\0';
+	dynbgw_slot_new_process(slot);
 	dynbgw_reg->last_generation = Max(dynbgw_reg->last_generation,
 									  saved->generation);
 }
@@ -439,6 +455,7 @@ dynbgw_slot_claim(int n, uint64 generation, const DynbgwSavedWorker *saved,
 		slot->pid = MyProcPid;
 		slot->ready_pid = 0;
 		slot->state = DYNBGW_STARTING;
+		slot->worker_latch = MyLatch;
 		memcpy(def, &slot->def, sizeof(DynbgwDefinition));
 		*runs = slot->runs;
 		claimed = true;
@@ -479,9 +496,14 @@ dynbgw_slot_ready(int n, DynbgwState state, TimestampTz next_run,
 	return ready;
 }
 
-/* Run start: the worker's command starts. */
+/*
+ * Run start: an attempt of the worker's command starts.  It takes every
+ * wake that came before: its transaction starts after them, so it sees
+ * what they committed.
+ */
 void
-dynbgw_slot_run_start(int n, TimestampTz started)
+dynbgw_slot_run_start(int n, TimestampTz started, DynbgwTrigger trigger,
+					  int attempt)
 {
 	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_RUN_START);
 
@@ -489,32 +511,38 @@ dynbgw_slot_run_start(int n, TimestampTz started)
 		slot->state = DYNBGW_RUNNING;
 	slot->last_started = started;
 	slot->next_run = 0;
+	slot->last_trigger = trigger;
+	slot->last_attempt = attempt;
+	pg_atomic_write_u32(&slot->wake_pending, 0);
 	dynbgw_unlock();
 }
 
 /*
- * Run end: the run is recorded, in the slot and in the history, with when
- * the next one is due, in one go.  edata is the run's error, or NULL.
+ * Run end: the attempt is recorded, in the slot and in the history, with
+ * when the next one is due, in one go.  edata is its error, or NULL.  The
+ * run counts, with its outcome, once it is final: it succeeded, or failed
+ * with no retry to come.
  */
 void
 dynbgw_slot_run_end(int n, TimestampTz started, TimestampTz finished,
-					TimestampTz next_run, DynbgwRunStatus status,
+					TimestampTz next_run, DynbgwRunStatus status, bool final,
 					const ErrorData *edata, const char *result)
 {
 	DynbgwSlot *slot = dynbgw_lock_own_slot(n, DYNBGW_RUN_END);
 
 	if (!slot->stop_requested)
 		slot->state = DYNBGW_IDLE;
-	slot->runs++;
 	slot->last_finished = finished;
 	slot->last_duration_us = finished - started;
 	slot->next_run = next_run;
-	slot->last_run_failed = edata != NULL;
 	strlcpy(slot->last_result, result, DYNBGW_MAX_RESULT);
 	if (edata != NULL)
-	{
-		slot->failures++;
 		dynbgw_set_error(slot, edata->sqlerrcode, edata->message);
+	if (final)
+	{
+		slot->runs++;
+		slot->failures += edata != NULL;
+		slot->last_run_failed = edata != NULL;
 	}
 	dynbgw_record_run(slot, n, started, finished, status,
 					  edata ? edata->sqlerrcode : 0,
@@ -608,6 +636,7 @@ dynbgw_slot_exit(int n, uint64 generation, DynbgwExit *report,
 	}
 	slot->stop_requested |= report->stopped;
 	slot->pid = 0;
+	slot->worker_latch = NULL;
 	slot->last_pid = MyProcPid;
 	slot->next_run = 0;
 	after->launcher_latch = slot->launcher_latch;
@@ -680,6 +709,41 @@ dynbgw_slot_request_stop(int n, uint64 generation, DynbgwOccupant *was,
 	after->wake_waiters = true;
 	dynbgw_unlock();
 	return true;
+}
+
+/* ---- the waker's transition ---- */
+
+/*
+ * Wake: the launch of this generation in slot n, if its worker is or is
+ * about to be ready, runs as soon as it can (see wake_pending).  Under the
+ * shared lock, which keeps the slot and its latch to this launch: the one
+ * field written is atomic, so that wakes from many sessions do not queue
+ * for the lock.  A wake already pending sets no latch.  False if the slot
+ * holds no such launch, or it is stopping or waits for its restart.
+ */
+bool
+dynbgw_slot_wake(int n, uint64 generation)
+{
+	DynbgwSlot *slot = dynbgw_slot_at(n);
+	Latch	   *latch = NULL;
+	bool		live;
+
+	dynbgw_lock(LW_SHARED);
+	live = slot->generation == generation && !slot->stop_requested &&
+		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_IDLE ||
+		 slot->state == DYNBGW_RUNNING);
+	if (live)
+	{
+		ASSERT_MAY(slot, DYNBGW_WAKE);
+		if (pg_atomic_exchange_u32(&slot->wake_pending, 1) == 0)
+			latch = slot->worker_latch;
+	}
+	dynbgw_unlock();
+
+	/* A process that has left the slot since only wakes up for nothing. */
+	if (latch != NULL)
+		SetLatch(latch);
+	return live;
 }
 
 /* ---- after the lock is released ---- */

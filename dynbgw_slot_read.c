@@ -45,6 +45,7 @@ dynbgw_occupant_locked(const DynbgwSlot *slot, DynbgwOccupant *occupant)
 {
 	occupant->generation = slot->generation;
 	occupant->state = slot->state;
+	occupant->kind = slot->def.kind;
 	occupant->pid = slot->pid;
 	occupant->roleoid = slot->def.roleoid;
 	occupant->launcher_roleoid = slot->def.launcher_roleoid;
@@ -174,6 +175,17 @@ dynbgw_slot_handle(int n, uint64 generation, DynbgwHandle *handle)
 		*handle = slot->bgw_handle;
 	dynbgw_unlock();
 	return have;
+}
+
+/*
+ * Whether the worker holding slot n has a wake to take.  Read without the
+ * lock, in the worker's sleep loop: the waker sets the flag before the
+ * latch, and the worker looks after resetting it.
+ */
+bool
+dynbgw_slot_woken(int n)
+{
+	return pg_atomic_read_u32(&dynbgw_slot_at(n)->wake_pending) != 0;
 }
 
 /*

@@ -57,9 +57,10 @@ dynbgw_text_for_session(const char *str, int encoding)
 
 /* ---- listing ---- */
 
-#define DYNBGW_WORKERS_COLS 22
+/* Columns of version 1.2; those of an earlier one come first. */
+#define DYNBGW_WORKERS_COLS 25
 #define DYNBGW_WAIT_COLS	9
-#define DYNBGW_RUNS_COLS	12
+#define DYNBGW_RUNS_COLS	14
 #define DYNBGW_RUNS_CHUNK	1024	/* runs copied in one hold of the lock */
 
 /*
@@ -103,6 +104,12 @@ dynbgw_interval_datum(int64 us)
 	iv->time = us;
 	return IntervalPGetDatum(iv);
 }
+
+static const char *const dynbgw_trigger_names[] = {
+	[DYNBGW_TRIGGER_SCHEDULE] = "schedule",
+	[DYNBGW_TRIGGER_WAKE] = "wake",
+	[DYNBGW_TRIGGER_RETRY] = "retry"
+};
 
 /* One worker as a row of dynbgw_workers; copy is its slot. */
 static void
@@ -175,6 +182,11 @@ dynbgw_put_worker(ReturnSetInfo *rsinfo, int n, const DynbgwSlot *copy)
 					   copy->def.encoding);
 	dynbgw_text_column(&values[21], &nulls[21], copy->def.timezone,
 					   PG_SQL_ASCII);
+	values[22] = CStringGetTextDatum(dynbgw_trigger_names[copy->last_trigger]);
+	nulls[22] = (copy->last_started == 0);
+	values[23] = Int32GetDatum(copy->def.retry);
+	values[24] = dynbgw_interval_datum(copy->def.retry_delay_us);
+	nulls[23] = nulls[24] = (copy->def.kind != DYNBGW_KIND_SQL);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
@@ -334,6 +346,9 @@ dynbgw_put_run(ReturnSetInfo *rsinfo, const DynbgwRun *run)
 						   run->encoding);
 		dynbgw_text_column(&values[11], &nulls[11], run->result,
 						   PG_SQL_ASCII);
+		values[12] = CStringGetTextDatum(dynbgw_trigger_names[run->trigger]);
+		values[13] = Int32GetDatum(run->attempt);
+		nulls[12] = nulls[13] = false;
 	}
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }

@@ -26,28 +26,32 @@
 #include "dynbgw.h"
 
 /*
- * The same rules as pg_terminate_backend: superuser workers only by
- * superusers, others by members of their role or of pg_signal_backend.
- * The role that launched a worker may also stop it, even when it has since
- * lost the role, or the role was dropped.
+ * Who may stop worker n, or wake it (action): the same rules as
+ * pg_terminate_backend, superuser workers only by superusers, others by
+ * members of their role or of pg_signal_backend.  The role that launched a
+ * worker may too, even when it has since lost the role, or the role was
+ * dropped.
  */
 void
-dynbgw_check_may_stop(int n, Oid roleoid, Oid launcher_roleoid)
+dynbgw_check_may_signal(int n, const DynbgwOccupant *occupant,
+						const char *action)
 {
 	if (superuser())
 		return;
-	if (superuser_arg(roleoid))
+	if (superuser_arg(occupant->roleoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to stop dynbgw worker %d", n),
-				 errdetail("Only superusers may stop a worker that runs as a superuser.")));
-	if (!has_privs_of_role(GetUserId(), roleoid) &&
+				 errmsg("permission denied to %s dynbgw worker %d", action, n),
+				 errdetail("Only superusers may %s a worker that runs as a superuser.",
+						   action)));
+	if (!has_privs_of_role(GetUserId(), occupant->roleoid) &&
 		!has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND) &&
-		GetUserId() != launcher_roleoid)
+		GetUserId() != occupant->launcher_roleoid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to stop dynbgw worker %d", n),
-				 errdetail("Only the role that launched it and roles with the privileges of its role or of \"pg_signal_backend\" may stop it.")));
+				 errmsg("permission denied to %s dynbgw worker %d", action, n),
+				 errdetail("Only the role that launched it and roles with the privileges of its role or of \"pg_signal_backend\" may %s it.",
+						   action)));
 }
 
 /*

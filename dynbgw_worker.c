@@ -27,6 +27,7 @@
 
 /* the schedule and its runs */
 #include "access/xact.h"
+#include "common/int.h"
 #include "pgstat.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -318,20 +319,25 @@ dynbgw_report_ready(DynbgwState state, TimestampTz next_run)
  * When runs are due.  With naptime, run k is due at origin + k * naptime: a
  * fixed rate that does not drift.  With a schedule, at the next time it
  * names after the last run.  Either way, a run that overran is followed at
- * once by one more, and the starts it missed are skipped.
+ * once by one more, and the starts it missed are skipped.  Runs that a wake
+ * or a retry started come in between and move nothing.
  */
 typedef struct DynbgwTimetable
 {
 	TimestampTz origin;			/* naptime: when the worker became ready */
 	int64		k;				/* naptime: the number of the next run */
 	pg_tz	   *tz;				/* schedule: its time zone */
-	TimestampTz due;			/* when the next run is due */
+	TimestampTz due;			/* when the next scheduled run is due */
+	TimestampTz retry_at;		/* when the failed run is tried again; 0:
+								 * no retry pending */
+	int			attempt;		/* the last attempt's number */
 } DynbgwTimetable;
 
 static void
 dynbgw_timetable_start(const DynbgwDefinition *def, DynbgwTimetable *tt)
 {
 	tt->origin = GetCurrentTimestamp();
+	tt->retry_at = 0;
 	if (def->has_schedule)
 	{
 		tt->tz = pg_tzset(def->timezone);
@@ -364,6 +370,37 @@ dynbgw_timetable_advance(const DynbgwDefinition *def, DynbgwTimetable *tt,
 			tt->k = Max(tt->k, (now - tt->origin) / def->naptime_us);
 		tt->due = tt->origin + tt->k * def->naptime_us;
 	}
+}
+
+/*
+ * After an attempt, whether its run is tried again, and when: a failure (a
+ * cancel is not one) after retry_delay, doubled at each attempt, while
+ * retries are left and before the next scheduled run, which takes over.
+ * A run with no scheduled run after it (the last of runs) is retried
+ * whenever.  Sets tt->retry_at (0: none); true if a retry is planned.
+ */
+static bool
+dynbgw_plan_retry(const DynbgwDefinition *def, DynbgwTimetable *tt,
+				  int attempt, DynbgwRunStatus status, TimestampTz finished)
+{
+	bool		another_run = def->max_runs == 0 || my_runs + 1 < def->max_runs;
+	int64		delay = def->retry_delay_us;
+	TimestampTz at;
+
+	tt->retry_at = 0;
+	tt->attempt = attempt;
+	if (status != DYNBGW_RUN_FAILED || attempt > def->retry)
+		return false;
+	for (int i = 1; i < attempt; i++)
+	{
+		if (pg_mul_s64_overflow(delay, 2, &delay))
+			return false;
+	}
+	if (pg_add_s64_overflow(finished, delay, &at) || at >= DT_NOEND ||
+		(another_run && at >= tt->due))
+		return false;
+	tt->retry_at = at;
+	return true;
 }
 
 /*
@@ -414,12 +451,14 @@ dynbgw_end_for_good(const ErrorData *edata)
 }
 
 /*
- * One run: the command if there is one, else just a counted wake-up.  Moves
- * the timetable on to the next run.
+ * One attempt of a run: the command if there is one, else just a counted
+ * wake-up.  It is the run's first, or its retry if one is pending, started
+ * by the timetable or, if woken, by a wake.  Moves the timetable on past a
+ * scheduled run, and plans the retry of a failed one.
  */
 static void
 dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
-		   DynbgwTimetable *tt)
+		   DynbgwTimetable *tt, bool woken)
 {
 	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
 	TimestampTz started = GetCurrentTimestamp();
@@ -427,8 +466,14 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	ErrorData  *edata = NULL;
 	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
 	char		result[DYNBGW_MAX_RESULT];
+	bool		retrying = tt->retry_at != 0;
+	int			attempt = retrying ? tt->attempt + 1 : 1;
+	DynbgwTrigger trigger;
+	bool		final;
 
-	dynbgw_slot_run_start(my_number, started);
+	trigger = woken ? DYNBGW_TRIGGER_WAKE :
+		retrying ? DYNBGW_TRIGGER_RETRY : DYNBGW_TRIGGER_SCHEDULE;
+	dynbgw_slot_run_start(my_number, started, trigger, attempt);
 	cancel_requested = false;
 	run_timed_out = false;
 	in_run = true;
@@ -478,17 +523,22 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	}
 	else
 		completed_run = true;
-	dynbgw_timetable_advance(def, tt, finished);
-	dynbgw_slot_run_end(my_number, started, finished, tt->due, status, edata,
+	if (trigger == DYNBGW_TRIGGER_SCHEDULE)
+		dynbgw_timetable_advance(def, tt, finished);
+	final = !dynbgw_plan_retry(def, tt, attempt, status, finished);
+	dynbgw_slot_run_end(my_number, started, finished,
+						final ? tt->due : tt->retry_at, status, final, edata,
 						result);
-	my_runs++;
+	if (final)
+		my_runs++;
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextReset(run_context);
 }
 
 /*
- * Sleep until the given time or a stop request.  The latch wait's own
+ * Sleep until the given time, a wake or a stop request; true if woken.
+ * The latch wait's own
  * timeout counts whole milliseconds, and the kernel adds up to one more, so
  * a timer of the timeout module (microseconds, and it sets the latch) wakes
  * the worker when the run is due; the latch timeout, a millisecond later,
@@ -496,7 +546,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
  * already due, as with naptime 0: barriers (DROP DATABASE elsewhere waits
  * for one) and cancels must not wait for a pause in the schedule.
  */
-static void
+static bool
 dynbgw_sleep_until(TimestampTz wake_at)
 {
 	for (;;)
@@ -504,7 +554,7 @@ dynbgw_sleep_until(TimestampTz wake_at)
 		int64		remaining_us;
 
 		if (stop_requested)
-			return;
+			return false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -514,7 +564,9 @@ dynbgw_sleep_until(TimestampTz wake_at)
 
 		remaining_us = wake_at - GetCurrentTimestamp();
 		if (remaining_us <= 0)
-			return;
+			return false;
+		if (dynbgw_slot_woken(my_number))
+			return true;
 		enable_timeout_at(wake_timeout_id, wake_at);
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -526,8 +578,9 @@ dynbgw_sleep_until(TimestampTz wake_at)
 }
 
 /*
- * Run the command when it is due (see DynbgwTimetable) from the moment the
- * worker is ready.
+ * Run the command when it is due (see DynbgwTimetable), when woken, and
+ * again after a failure while retries are left, from the moment the worker
+ * is ready.
  */
 static void
 dynbgw_sql_loop(const DynbgwDefinition *def)
@@ -545,11 +598,13 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 
 	for (;;)
 	{
-		dynbgw_sleep_until(tt.due);
+		bool		woken;
+
+		woken = dynbgw_sleep_until(tt.retry_at != 0 ? tt.retry_at : tt.due);
 		if (stop_requested)
 			break;
 
-		dynbgw_run(def, run_context, &tt);
+		dynbgw_run(def, run_context, &tt, woken);
 		if (stop_requested)
 			break;
 		if (def->max_runs > 0 && my_runs >= def->max_runs)

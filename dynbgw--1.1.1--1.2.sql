@@ -1,0 +1,224 @@
+/* dynbgw--1.1.1--1.2.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.2'" to load this file. \quit
+
+-- The functions and views made anew here keep what a DBA granted or
+-- revoked on their predecessors.  Each one's ACL is kept in this table,
+-- under the object address its successor will have, and carried over at
+-- the end; the successors' initial privileges stay those of a fresh
+-- install, so that pg_dump still writes out the DBA's own grants.
+CREATE TEMPORARY TABLE dynbgw_kept_acl (
+    kind text,
+    name text[],
+    new_args text[],
+    acl pg_catalog.aclitem[]);
+
+INSERT INTO pg_temp.dynbgw_kept_acl
+SELECT o.kind, o.name, o.new_args,
+       CASE a.classid
+           WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+               (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) a.objid)
+           ELSE (SELECT c.relacl FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.objid)
+       END
+FROM (VALUES
+        ('function', '{dynbgw_launch}'::pg_catalog.text[],
+         '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean}'::pg_catalog.text[],
+         '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean,integer,interval}'::pg_catalog.text[]),
+        ('function', '{dynbgw_workers}', '{}', '{}'),
+        ('view', '{dynbgw_workers}', '{}', '{}'),
+        ('function', '{dynbgw_runs}', '{}', '{}'),
+        ('view', '{dynbgw_runs}', '{}', '{}')) AS o(kind, name, old_args, new_args),
+     LATERAL pg_catalog.pg_get_object_address(o.kind, o.name, o.old_args) a;
+
+-- dynbgw_launch gains retry and retry_delay.
+DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean);
+
+CREATE FUNCTION dynbgw_launch(n integer,
+                              command text DEFAULT NULL,
+                              naptime interval DEFAULT NULL,
+                              database name DEFAULT NULL,
+                              role name DEFAULT NULL,
+                              runs bigint DEFAULT NULL,
+                              restart interval DEFAULT NULL,
+                              if_running text DEFAULT 'error',
+                              wait_for_slot interval DEFAULT '0',
+                              run_timeout interval DEFAULT NULL,
+                              schedule text DEFAULT NULL,
+                              timezone text DEFAULT NULL,
+                              persist boolean DEFAULT false,
+                              retry integer DEFAULT 0,
+                              retry_delay interval DEFAULT '1 second')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dynbgw_launch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval) IS
+'start worker n, running command every naptime or on a schedule, and again after a failure while retries are left; returns its PID once it is connected';
+
+REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval) TO dynbgw_user;
+
+-- dynbgw_workers gains last_trigger, retry and retry_delay.
+DROP VIEW dynbgw_workers;
+DROP FUNCTION dynbgw_workers();
+
+CREATE FUNCTION dynbgw_workers(
+    OUT n integer,
+    OUT pid integer,
+    OUT kind text,
+    OUT state text,
+    OUT database name,
+    OUT role name,
+    OUT command text,
+    OUT naptime interval,
+    OUT runs bigint,
+    OUT failures bigint,
+    OUT last_error text,
+    OUT launched_at timestamptz,
+    OUT launched_by_pid integer,
+    OUT last_started timestamptz,
+    OUT last_finished timestamptz,
+    OUT last_duration interval,
+    OUT next_run timestamptz,
+    OUT max_runs bigint,
+    OUT restart interval,
+    OUT last_result text,
+    OUT schedule text,
+    OUT timezone text,
+    OUT last_trigger text,
+    OUT retry integer,
+    OUT retry_delay interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_workers'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW dynbgw_workers AS
+    SELECT * FROM dynbgw_workers();
+
+COMMENT ON VIEW dynbgw_workers IS
+'every dynbgw worker that exists, seen alike from every session';
+
+GRANT SELECT ON dynbgw_workers TO PUBLIC;
+
+-- dynbgw_runs gains trigger and attempt: one row per attempt.
+DROP VIEW dynbgw_runs;
+DROP FUNCTION dynbgw_runs();
+
+CREATE FUNCTION dynbgw_runs(
+    OUT n integer,
+    OUT launch bigint,
+    OUT pid integer,
+    OUT role name,
+    OUT database name,
+    OUT started timestamptz,
+    OUT finished timestamptz,
+    OUT duration interval,
+    OUT status text,
+    OUT sqlstate text,
+    OUT message text,
+    OUT result text,
+    OUT trigger text,
+    OUT attempt integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_runs'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW dynbgw_runs AS
+    SELECT * FROM dynbgw_runs();
+
+COMMENT ON VIEW dynbgw_runs IS
+'the last dynbgw.history_size attempts of runs of all workers, oldest first';
+
+GRANT SELECT ON dynbgw_runs TO PUBLIC;
+
+-- Run now: the next run of a worker starts at commit.
+CREATE FUNCTION dynbgw_wake(n integer)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dynbgw_wake'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_wake(integer) IS
+'start the next run of worker n now, or at commit inside a transaction; its schedule is unchanged';
+
+REVOKE ALL ON FUNCTION dynbgw_wake(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_wake(integer) TO dynbgw_user;
+
+-- Saved definitions carry the retries.  Rows saved before have none.
+ALTER TABLE dynbgw_definitions
+    ADD COLUMN retry integer,
+    ADD COLUMN retry_delay interval;
+
+CREATE OR REPLACE FUNCTION dynbgw_dump_definitions()
+RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT format('SELECT dynbgw_launch(%s, %s, naptime => %s, database => %s, role => %s, runs => %s, restart => %s, run_timeout => %s, schedule => %s, timezone => %s, retry => %s, retry_delay => %s, if_running => ''skip'', persist => true);',
+              d.n, quote_nullable(d.command), quote_nullable(d.naptime),
+              quote_nullable((SELECT b.datname FROM pg_database b WHERE b.oid = d.database)),
+              quote_nullable((SELECT r.rolname FROM pg_roles r WHERE r.oid = d.role AND d.role <> d.owner)),
+              quote_nullable(d.runs), quote_nullable(d.restart), quote_nullable(d.run_timeout),
+              quote_nullable(d.schedule), quote_nullable(d.timezone),
+              quote_nullable(d.retry), quote_nullable(d.retry_delay))
+FROM @extschema@.dynbgw_definitions d
+WHERE d.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+ORDER BY d.n
+$$;
+
+-- The DBA's grants and revokes, carried over: what the kept ACL has and
+-- the new one lacks is granted, the reverse revoked, the owner's own entry
+-- left alone.  Then the initial privileges are set back to a fresh
+-- install's, which GRANT and REVOKE in this script would otherwise change.
+DO $$
+DECLARE
+    o record;
+    e record;
+BEGIN
+    FOR o IN
+        SELECT a.classid, a.objid, k.acl AS kept,
+               CASE a.classid WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
+                   THEN 'FUNCTION ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regprocedure::pg_catalog.text
+                   ELSE 'TABLE ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regclass::pg_catalog.text END AS object,
+               coalesce(p.proowner, c.relowner) AS owner,
+               coalesce(p.proacl, c.relacl,
+                        pg_catalog.acldefault(CASE WHEN p.oid IS NULL THEN 'r' ELSE 'f' END::pg_catalog."char",
+                                              coalesce(p.proowner, c.relowner))) AS fresh
+        FROM pg_temp.dynbgw_kept_acl k
+        CROSS JOIN LATERAL pg_catalog.pg_get_object_address(k.kind, k.name, k.new_args) a
+        LEFT JOIN pg_catalog.pg_proc p
+               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+              AND p.oid OPERATOR(pg_catalog.=) a.objid
+        LEFT JOIN pg_catalog.pg_class c
+               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND c.oid OPERATOR(pg_catalog.=) a.objid
+        WHERE k.acl IS NOT NULL
+    LOOP
+        FOR e IN
+            SELECT CASE WHEN f.grantee IS NULL THEN 'GRANT' ELSE 'REVOKE' END AS verb,
+                   coalesce(kk.grantee, f.grantee) AS grantee,
+                   coalesce(kk.privilege_type, f.privilege_type) AS privilege,
+                   coalesce(kk.is_grantable, false) AS grantable
+            FROM (SELECT * FROM pg_catalog.aclexplode(o.kept) x
+                  WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) kk
+            FULL JOIN (SELECT * FROM pg_catalog.aclexplode(o.fresh) x
+                       WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) f
+                   ON kk.grantee OPERATOR(pg_catalog.=) f.grantee
+                  AND kk.privilege_type OPERATOR(pg_catalog.=) f.privilege_type
+                  AND kk.is_grantable OPERATOR(pg_catalog.=) f.is_grantable
+            WHERE kk.grantee IS NULL OR f.grantee IS NULL
+            ORDER BY 1 DESC
+        LOOP
+            EXECUTE pg_catalog.format('%s %s ON %s %s %s%s', e.verb, e.privilege, o.object,
+                CASE e.verb WHEN 'GRANT' THEN 'TO' ELSE 'FROM' END,
+                CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
+                CASE WHEN e.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        UPDATE pg_catalog.pg_init_privs i SET initprivs = o.fresh
+        WHERE i.objoid OPERATOR(pg_catalog.=) o.objid AND i.classoid OPERATOR(pg_catalog.=) o.classid
+          AND i.objsubid OPERATOR(pg_catalog.=) 0;
+    END LOOP;
+END
+$$;
+
+DROP TABLE pg_temp.dynbgw_kept_acl;
