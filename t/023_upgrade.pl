@@ -4,7 +4,7 @@
 # Upgrades are the users': ALTER EXTENSION dynbgw UPDATE keeps every grant
 # a DBA made and never ends a running worker.
 #
-# - From 1.0, through 1.1, to 1.1.1: direct EXECUTE grants on dynbgw_launch
+# - From 1.0, through 1.1 and 1.1.1, to 1.2: direct EXECUTE grants on dynbgw_launch
 #   and dynbgw_stop, a revoke from dynbgw_user and a revoke from PUBLIC on
 #   dynbgw_workers survive the functions and views made anew; workers
 #   launched under a direct grant and under dynbgw_user keep running; and
@@ -14,6 +14,10 @@
 #   by OID, the launching database as "this database", another database by
 #   OID; rows of roles that no longer exist are deleted with a warning; the
 #   table leaves pg_dump's configuration tables.
+# - From 1.1.1 to 1.2: grants on the functions and views made anew
+#   (dynbgw_launch, dynbgw_workers, dynbgw_runs) survive and stay in dumps;
+#   a worker launched before keeps its authority; the new library with the
+#   old SQL saves, restores and reports; saved rows gain retry columns.
 
 use strict;
 use warnings;
@@ -32,7 +36,7 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 16");
 $node->start;
 
 ###########################################################################
-# 1. 1.0 -> 1.1 -> 1.1.1 with a DBA's grants and running workers.
+# 1. 1.0 -> 1.1 -> 1.2 with a DBA's grants and running workers.
 ###########################################################################
 
 $node->safe_psql('postgres', q{
@@ -58,9 +62,9 @@ my $pids = $node->safe_psql('postgres', 'SELECT string_agg(pid::text, \',\' ORDE
 $node->safe_psql('postgres', "ALTER EXTENSION dynbgw UPDATE TO '1.1'");
 $node->safe_psql('postgres', 'ALTER EXTENSION dynbgw UPDATE');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.1.1', 'updated to 1.1.1');
+	'1.2', 'updated to 1.2');
 
-my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean)';
+my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)';
 my $stop = 'dynbgw_stop(integer, interval, integer, boolean)';
 is($node->safe_psql('postgres', qq{
 	SELECT has_function_privilege('alice', '$launch', 'EXECUTE'),
@@ -161,6 +165,77 @@ is($node->safe_psql('app', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore
 is($node->safe_psql('postgres', q{SELECT string_agg(n || ':' || database || ':' || role, ',' ORDER BY n) FROM dynbgw_workers}),
 	'4:app:bob,5:other:bob', 'each where it was saved for, as bob');
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4), dynbgw_stop(n => 5)');
+
+###########################################################################
+# 3. 1.1.1 -> 1.2 with a DBA's grants, a running worker and saved rows.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE v111');
+my $launch_111 = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean)';
+$node->safe_psql('v111', qq{
+	CREATE EXTENSION dynbgw VERSION '1.1.1';
+	CREATE ROLE dave LOGIN;
+	GRANT EXECUTE ON FUNCTION $launch_111 TO dave;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON dynbgw_definitions TO dave;
+	GRANT EXECUTE ON FUNCTION dynbgw_dump_definitions() TO dave;
+	REVOKE SELECT ON dynbgw_runs FROM PUBLIC;
+	GRANT SELECT ON dynbgw_runs TO carol;
+	REVOKE EXECUTE ON FUNCTION dynbgw_workers() FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION dynbgw_workers() TO carol, dave;
+	CREATE TABLE ticks (who name);
+	GRANT INSERT ON ticks TO dave;});
+
+# The new library with 1.1.1's SQL: launches, saves, reports, restores.
+my $dave_pid = $node->safe_psql('v111', q{SET ROLE dave;
+	SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user)', '100 ms', persist => true)});
+like($dave_pid, qr/^\d+$/, 'before the update, dave launches and saves worker 1');
+is($node->safe_psql('v111', q{SET ROLE dave; SELECT n, state FROM dynbgw_workers}),
+	'1|idle', 'dynbgw_workers answers with the old columns');
+ok($node->poll_query_until('v111', 'SELECT count(*) > 0 FROM dynbgw_runs WHERE n = 1'),
+	'dynbgw_runs answers with the old columns');
+is($node->safe_psql('v111', 'SELECT count(*) FROM dynbgw_definitions'), '1',
+	'the definition was saved in the old table');
+$node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1)');
+is($node->safe_psql('v111', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore()'),
+	'1|t|', 'the saved definition restores with the old SQL');
+$dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
+
+($ret, $out, $err) = $node->psql('v111', 'ALTER EXTENSION dynbgw UPDATE');
+is($ret, 0, 'updated from 1.1.1') or diag $err;
+is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
+	'1.2', 'to 1.2');
+is($node->safe_psql('v111', qq{
+	SELECT has_function_privilege('dave', '$launch', 'EXECUTE'),
+	       has_table_privilege('carol', 'dynbgw_runs', 'SELECT'),
+	       has_table_privilege('dave', 'dynbgw_runs', 'SELECT'),
+	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
+	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
+	       has_function_privilege('dave', 'dynbgw_wake(integer)', 'EXECUTE')}),
+	't|t|f|t|f|f', 'the grants and revokes of the DBA survived the update');
+is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
+	'worker 1 still runs, as the same process');
+my $dave_ticks = $node->safe_psql('v111', 'SELECT count(*) FROM ticks');
+ok($node->poll_query_until('v111', "SELECT count(*) > $dave_ticks + 3 FROM ticks"),
+	'and keeps its authority: the grant went to the new dynbgw_launch');
+is($node->safe_psql('v111', 'SELECT n, retry, retry_delay FROM dynbgw_definitions'),
+	'1||', 'the saved row has no retries');
+like($node->safe_psql('v111', 'SET ROLE dave; SELECT * FROM dynbgw_dump_definitions()'),
+	qr/retry => NULL, retry_delay => NULL/, 'and dumps as such');
+my ($v111_dump, $v111_err);
+IPC::Run::run([ 'pg_dump', '-s', '-d', $node->connstr('v111') ], '>', \$v111_dump, '2>', \$v111_err)
+  or diag $v111_err;
+like($v111_dump, qr/GRANT ALL ON FUNCTION public\.dynbgw_launch\(.*integer, retry_delay interval.*\) TO dave;/,
+	'pg_dump carries the grant on the new dynbgw_launch');
+like($v111_dump, qr/REVOKE SELECT ON TABLE public\.dynbgw_runs FROM PUBLIC;/,
+	'and the revoke on the new dynbgw_runs');
+like($v111_dump, qr/REVOKE ALL ON FUNCTION public\.dynbgw_workers\(.*\) FROM PUBLIC;/,
+	'and the revoke on the new dynbgw_workers()');
+$node->safe_psql('v111', q{SET ROLE dave;
+	SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user)', '100 ms',
+	                     if_running => 'replace', persist => true, retry => 2)});
+is($node->safe_psql('v111', 'SELECT n, retry, retry_delay FROM dynbgw_definitions'),
+	'1|2|00:00:01', 'a launch after the update saves its retries');
+$node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1, forget => true)');
 
 # The update's own warning aside, the log is clean.
 unlike(slurp_file($node->logfile),
