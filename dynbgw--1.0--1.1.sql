@@ -55,14 +55,14 @@ BEGIN
              EXCEPT SELECT a.grantee, a.privilege_type FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
     LOOP
         EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s', e.privilege_type, sqlkind, object,
-            CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END);
+            CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END);
     END LOOP;
     FOR e IN SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
              WHERE a.grantee OPERATOR(pg_catalog.<>) owner
              EXCEPT SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(fresh) a
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %s%s', e.privilege_type, sqlkind, object,
-            CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
+            CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
             CASE WHEN e.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
     UPDATE pg_catalog.pg_init_privs i SET initprivs = fresh

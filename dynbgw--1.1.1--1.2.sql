@@ -16,8 +16,7 @@ CREATE TEMPORARY TABLE dynbgw_kept_acl (
 
 INSERT INTO pg_temp.dynbgw_kept_acl
 SELECT o.kind, o.name, o.new_args,
-       CASE a.classid
-           WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+       CASE WHEN a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
                (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) a.objid)
            ELSE (SELECT c.relacl FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.objid)
        END
@@ -167,9 +166,13 @@ ORDER BY d.n
 $$;
 
 -- The DBA's grants and revokes, carried over: what the kept ACL has and
--- the new one lacks is granted, the reverse revoked, the owner's own entry
--- left alone.  Then the initial privileges are set back to a fresh
--- install's, which GRANT and REVOKE in this script would otherwise change.
+-- the new one lacks is granted, the reverse revoked (first), the owner's
+-- own entry left alone.  Then the initial privileges are set back to a
+-- fresh install's, which GRANT and REVOKE in this script would otherwise
+-- change.  This runs as a superuser with the extension's schema in
+-- search_path, which its owner may write: every operator is named
+-- pg_catalog's, since "CASE x WHEN y", or "=" between types that have no
+-- exact operator in pg_catalog, would take one planted there.
 DO $$
 DECLARE
     o record;
@@ -177,7 +180,7 @@ DECLARE
 BEGIN
     FOR o IN
         SELECT a.classid, a.objid, k.acl AS kept,
-               CASE a.classid WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
+               CASE WHEN a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
                    THEN 'FUNCTION ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regprocedure::pg_catalog.text
                    ELSE 'TABLE ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regclass::pg_catalog.text END AS object,
                coalesce(p.proowner, c.relowner) AS owner,
@@ -195,7 +198,7 @@ BEGIN
         WHERE k.acl IS NOT NULL
     LOOP
         FOR e IN
-            SELECT CASE WHEN f.grantee IS NULL THEN 'GRANT' ELSE 'REVOKE' END AS verb,
+            SELECT f.grantee IS NULL AS granting,
                    coalesce(kk.grantee, f.grantee) AS grantee,
                    coalesce(kk.privilege_type, f.privilege_type) AS privilege,
                    coalesce(kk.is_grantable, false) AS grantable
@@ -207,11 +210,12 @@ BEGIN
                   AND kk.privilege_type OPERATOR(pg_catalog.=) f.privilege_type
                   AND kk.is_grantable OPERATOR(pg_catalog.=) f.is_grantable
             WHERE kk.grantee IS NULL OR f.grantee IS NULL
-            ORDER BY 1 DESC
+            ORDER BY 1
         LOOP
-            EXECUTE pg_catalog.format('%s %s ON %s %s %s%s', e.verb, e.privilege, o.object,
-                CASE e.verb WHEN 'GRANT' THEN 'TO' ELSE 'FROM' END,
-                CASE e.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
+            EXECUTE pg_catalog.format('%s %s ON %s %s %s%s',
+                CASE WHEN e.granting THEN 'GRANT' ELSE 'REVOKE' END, e.privilege, o.object,
+                CASE WHEN e.granting THEN 'TO' ELSE 'FROM' END,
+                CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
                 CASE WHEN e.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
         END LOOP;
         UPDATE pg_catalog.pg_init_privs i SET initprivs = o.fresh

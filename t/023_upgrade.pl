@@ -237,6 +237,47 @@ is($node->safe_psql('v111', 'SELECT n, retry, retry_delay FROM dynbgw_definition
 	'1|2|00:00:01', 'a launch after the update saves its retries');
 $node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1, forget => true)');
 
+###########################################################################
+# 4. A database owner's operators in the extension's schema do not run in
+#    the superuser's CREATE EXTENSION or update.  "CASE x WHEN 0" with an
+#    oid, or "=" between two regclass, has no exact operator in pg_catalog,
+#    so an unqualified one took the owner's: 1.0 -> 1.1 made its owner a
+#    superuser whenever a DBA grant was to be carried over.
+###########################################################################
+
+$node->safe_psql('postgres', q{
+	CREATE ROLE mallory LOGIN;
+	CREATE DATABASE mine OWNER mallory;
+	CREATE DATABASE mine_fresh OWNER mallory});
+my $plant = q{
+	SET ROLE mallory;
+	CREATE FUNCTION public.pwn(a oid, b oid) RETURNS boolean
+	LANGUAGE plpgsql AS $$
+	BEGIN
+		IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+			ALTER ROLE mallory SUPERUSER;
+		END IF;
+		RETURN a OPERATOR(pg_catalog.=) b;
+	END $$;
+	CREATE FUNCTION public.pwn_int(a oid, b integer) RETURNS boolean
+	LANGUAGE sql AS 'SELECT public.pwn(a, b::oid)';
+	CREATE FUNCTION public.pwn_class(a regclass, b regclass) RETURNS boolean
+	LANGUAGE sql AS 'SELECT public.pwn(a::oid, b::oid)';
+	CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.pwn_int);
+	CREATE OPERATOR public.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = public.pwn_class);
+	RESET ROLE;};
+$node->safe_psql('mine', "CREATE EXTENSION dynbgw VERSION '1.0'; $plant
+	GRANT EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer) TO mallory;
+	REVOKE SELECT ON dynbgw_workers FROM PUBLIC;
+	ALTER EXTENSION dynbgw UPDATE");
+$node->safe_psql('mine_fresh', "$plant CREATE EXTENSION dynbgw");
+is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}),
+	'f', 'the owner of the schema is no superuser after the update and a fresh install');
+is($node->safe_psql('mine', q{
+	SELECT has_function_privilege('mallory', 'dynbgw_stop(integer, interval, integer, boolean)', 'EXECUTE'),
+	       has_table_privilege('mallory', 'dynbgw_workers', 'SELECT')}),
+	't|f', 'and the DBA\'s grant and revoke were carried over');
+
 # The update's own warning aside, the log is clean.
 unlike(slurp_file($node->logfile),
 	qr/leaked|PANIC|TRAP|server process .* was terminated|WARNING:  (?!deleted 1 saved)/,
