@@ -294,8 +294,8 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 	nulls[10] = def->has_schedule ? ' ' : 'n';
 	if (with_retry)
 	{
-		dynbgw_arg_param(fcinfo, 13, &values[11], &nulls[11]); /* retry */
-		dynbgw_arg_param(fcinfo, 14, &values[12], &nulls[12]); /* retry_delay */
+		dynbgw_arg_param(fcinfo, 13, &values[11], &nulls[11]);	/* retry */
+		dynbgw_arg_param(fcinfo, 14, &values[12], &nulls[12]);	/* retry_delay */
 	}
 
 	query = psprintf("INSERT INTO %%s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone%s) "

@@ -105,7 +105,8 @@ dynbgw_wake_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 /*
  * Keep a wake of launch generation of worker n for the commit, unless one
  * is kept already: the one kept by this or an enclosing transaction level
- * goes at least as far.
+ * goes at least as far.  One kept for an earlier launch of n is dropped,
+ * since that launch has ended: so the list has one entry a number at most.
  */
 static void
 dynbgw_wake_at_commit(int n, uint64 generation)
@@ -117,8 +118,11 @@ dynbgw_wake_at_commit(int n, uint64 generation)
 	foreach(lc, pending_wakes)
 	{
 		wake = lfirst(lc);
-		if (wake->n == n && wake->generation == generation)
+		if (wake->n != n)
+			continue;
+		if (wake->generation == generation)
 			return;
+		pending_wakes = foreach_delete_current(pending_wakes, lc);
 	}
 	if (!callbacks_registered)
 	{

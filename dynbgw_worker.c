@@ -328,8 +328,8 @@ typedef struct DynbgwTimetable
 	int64		k;				/* naptime: the number of the next run */
 	pg_tz	   *tz;				/* schedule: its time zone */
 	TimestampTz due;			/* when the next scheduled run is due */
-	TimestampTz retry_at;		/* when the failed run is tried again; 0:
-								 * no retry pending */
+	TimestampTz retry_at;		/* when the failed run is tried again; 0: no
+								 * retry pending */
 	int			attempt;		/* the last attempt's number */
 } DynbgwTimetable;
 
