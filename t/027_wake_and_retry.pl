@@ -93,6 +93,11 @@ eventually(q{EXISTS (SELECT FROM seen WHERE item = 'd')},
 	'a wake before the savepoint stands when the savepoint rolls back');
 ok(stays($node, 'SELECT runs FROM dynbgw_workers WHERE n = 1', '4', 0.5),
 	'a transaction that woke twice starts one run');
+$bg->query_safe("BEGIN; SAVEPOINT a; INSERT INTO queue (item) VALUES ('e');
+	SELECT dynbgw_wake(1); RELEASE SAVEPOINT a; SAVEPOINT b;
+	ROLLBACK TO SAVEPOINT b; COMMIT");
+eventually(q{EXISTS (SELECT FROM seen WHERE item = 'e')},
+	'a released wake belongs to the parent: a later savepoint rolled back leaves it');
 
 # A procedure's COMMIT is a commit too.
 q1(q{CREATE PROCEDURE enqueue(k int) LANGUAGE plpgsql AS $$
