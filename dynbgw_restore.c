@@ -185,32 +185,15 @@ dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 					database ? database : "", database ? "\"" : "");
 }
 
-/* Launch one saved definition as its owner; its PID, or 0 if it has none. */
-static int
-dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
+/*
+ * dynbgw_launch's arguments (fc, of the number its definition has) for a
+ * saved definition: its own, with the database and role named, and no
+ * waiting, replacing or saving again.
+ */
+static void
+dynbgw_restore_args(FunctionCallInfo fc, const DynbgwSaved *row)
 {
-	FmgrInfo	flinfo;
-	Interval   *no_wait = palloc0(sizeof(Interval));
-	Oid			saved_userid;
-	int			saved_sec_context;
-	Datum		result;
-	AclResult	aclresult;
-	LOCAL_FCINFO(fc, DYNBGW_LAUNCH_NARGS);
-
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row->owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role that saved dynbgw worker %d was dropped",
-						row->n)));
-	aclresult = object_aclcheck(ProcedureRelationId, launch_oid, row->owner,
-								ACL_EXECUTE);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, "dynbgw_launch");
-
-	fmgr_info(launch_oid, &flinfo);
-	InitFunctionCallInfoData(*fc, &flinfo, flinfo.fn_nargs, InvalidOid,
-							 NULL, NULL);
-	for (int i = 0; i < flinfo.fn_nargs; i++)
+	for (int i = 0; i < fc->nargs; i++)
 	{
 		fc->args[i].value = (Datum) 0;
 		fc->args[i].isnull = true;
@@ -225,7 +208,7 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 	DYNBGW_ARG(9, DYNBGW_SAVED_RUN_TIMEOUT);
 	DYNBGW_ARG(10, DYNBGW_SAVED_SCHEDULE);
 	DYNBGW_ARG(11, DYNBGW_SAVED_TIMEZONE);
-	if (flinfo.fn_nargs > DYNBGW_LAUNCH_NARGS_1_1)
+	if (fc->nargs > DYNBGW_LAUNCH_NARGS_1_1)
 	{
 		DYNBGW_ARG(13, DYNBGW_SAVED_RETRY);
 		DYNBGW_ARG(14, DYNBGW_SAVED_RETRY_DELAY);
@@ -257,10 +240,38 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 	}
 	fc->args[7].value = CStringGetTextDatum("error");
 	fc->args[7].isnull = false;
-	fc->args[8].value = IntervalPGetDatum(no_wait);
+	fc->args[8].value = IntervalPGetDatum(palloc0(sizeof(Interval)));
 	fc->args[8].isnull = false;
 	fc->args[12].value = BoolGetDatum(false);
 	fc->args[12].isnull = false;
+}
+
+/* Launch one saved definition as its owner; its PID, or 0 if it has none. */
+static int
+dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
+{
+	FmgrInfo	flinfo;
+	Oid			saved_userid;
+	int			saved_sec_context;
+	Datum		result;
+	AclResult	aclresult;
+
+	LOCAL_FCINFO(fc, DYNBGW_LAUNCH_NARGS);
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that saved dynbgw worker %d was dropped",
+						row->n)));
+	aclresult = object_aclcheck(ProcedureRelationId, launch_oid, row->owner,
+								ACL_EXECUTE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FUNCTION, "dynbgw_launch");
+
+	fmgr_info(launch_oid, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, flinfo.fn_nargs, InvalidOid,
+							 NULL, NULL);
+	dynbgw_restore_args(fc, row);
 
 	/* As the owner, as PostgreSQL runs work on another role's behalf. */
 	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
