@@ -308,6 +308,187 @@ LANGUAGE sql AS $$
     GROUP BY p
 $$;
 
+-- ---- 4c. queue: a woken worker against a polling one ----
+
+-- A job queue as an application keeps it; "handled" is the bench's own
+-- bookkeeping: when each row's transaction committed (its commit timestamp,
+-- hence track_commit_timestamp) and when the worker's run saw it.
+CREATE TABLE queue (id bigserial PRIMARY KEY, payload text);
+CREATE UNLOGGED TABLE handled (id bigint NOT NULL, committed timestamptz,
+                               seen timestamptz NOT NULL, src text NOT NULL);
+
+-- Milliseconds process pid has spent on a CPU so far (schedstat).
+CREATE FUNCTION cpu_ms(pid int) RETURNS float8
+LANGUAGE sql AS $$
+    SELECT split_part(pg_read_file(format('/proc/%s/schedstat', pid)), ' ', 1)::float8 / 1e6
+$$;
+
+-- Launch worker wn as the consumer, noting its rows as source: one statement,
+-- so that what it deletes is exactly what it notes.  The row's xmin is the
+-- transaction that queued it; FOR UPDATE only sets xmax.
+CREATE FUNCTION queue_launch(wn int, source text, naptime interval) RETURNS int
+LANGUAGE sql AS $$
+    SELECT dynbgw_launch(wn, format(
+        'WITH taken AS (DELETE FROM queue
+                        WHERE id IN (SELECT id FROM queue ORDER BY id LIMIT 1000
+                                     FOR UPDATE SKIP LOCKED)
+                        RETURNING id, pg_xact_commit_timestamp(xmin) AS committed)
+         INSERT INTO handled SELECT id, committed, clock_timestamp(), %L FROM taken',
+        source), naptime => naptime)
+$$;
+
+-- The waking trigger, for worker TG_ARGV[0].  Per statement: the rows of one
+-- statement need one run, and wakes coalesce anyway.
+CREATE FUNCTION queue_wake() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dynbgw_wake(TG_ARGV[0]::int);
+    RETURN NULL;
+END $$;
+
+-- Whether the queue became empty within timeout, polling every millisecond.
+CREATE FUNCTION queue_drained(timeout interval) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+    WHILE EXISTS (SELECT FROM queue) LOOP
+        IF clock_timestamp() > deadline THEN
+            RETURN false;
+        END IF;
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+    RETURN true;
+END $$;
+
+-- Queue rows, one transaction each, 2 to 20 ms apart: random gaps, so that
+-- they do not keep one phase against a poller's fixed rate, from a fixed seed,
+-- so that every variant gets the same ones.  The first rows only warm up the
+-- worker (its plans, its caches).  Then wait until the worker has handled all
+-- and put, under queue_<source>_: the rows queued and handled, the CPU (ms) of
+-- the worker from the first measured row to the last one handled and how
+-- long it waited for a CPU meanwhile, its runs by trigger and how many of
+-- them found nothing.  Samples: latency of each row handled.
+CREATE PROCEDURE bench_enqueue(source text, wpid int, rows int, warmup int DEFAULT 5)
+LANGUAGE plpgsql AS $$
+DECLARE
+    p text := 'queue_' || source || '_';
+    first_id bigint;
+    last_id bigint;
+    t0 timestamptz;
+    t1 timestamptz;
+    w0 float8;
+    wait0 float8;
+BEGIN
+    PERFORM setseed(0.25);
+    FOR i IN 1 .. warmup LOOP
+        INSERT INTO queue (payload) VALUES ('warm-up');
+        COMMIT;
+        PERFORM pg_sleep(0.002 + random() * 0.018);
+    END LOOP;
+    IF NOT queue_drained('5 s') THEN
+        RAISE EXCEPTION 'queue %: the warm-up rows were not handled within 5 s', source;
+    END IF;
+
+    t0 := clock_timestamp();
+    w0 := cpu_ms(wpid);
+    wait0 := cpu_wait_ms(wpid);
+    FOR i IN 1 .. rows LOOP
+        INSERT INTO queue (payload) VALUES (source) RETURNING id INTO last_id;
+        first_id := coalesce(first_id, last_id);
+        COMMIT;
+        PERFORM pg_sleep(0.002 + random() * 0.018);
+    END LOOP;
+    -- Not an error: a row never handled is a finding, reported as such.
+    PERFORM queue_drained('10 s');
+    PERFORM put(p || 'worker_ms', cpu_ms(wpid) - w0),
+            put(p || 'worker_cpu_wait_ms', cpu_wait_ms(wpid) - wait0);
+    t1 := clock_timestamp();
+    PERFORM put(p || 'rows', rows);
+    PERFORM put(p || 'handled', (SELECT count(*) FROM handled
+                                 WHERE src = source AND id BETWEEN first_id AND last_id));
+    INSERT INTO sample
+        SELECT 'queue_' || source, ms(committed, seen) FROM handled
+        WHERE src = source AND id BETWEEN first_id AND last_id;
+    -- The part before the run that saw the row started: the wake's own.
+    INSERT INTO sample
+        SELECT 'queue_' || source || '_start', ms(h.committed, r.started)
+        FROM handled h
+        JOIN (SELECT started, finished FROM dynbgw_runs WHERE pid = wpid) AS r
+          ON h.seen BETWEEN r.started AND r.finished
+        WHERE h.src = source AND h.id BETWEEN first_id AND last_id;
+    PERFORM put(p || 'runs_' || coalesce(r.trigger, 'null'), count(*)),
+            put(p || 'empty_' || coalesce(r.trigger, 'null'),
+                count(*) FILTER (WHERE r.result = 'INSERT 0 0'))
+    FROM dynbgw_runs r
+    WHERE r.pid = wpid AND r.started BETWEEN t0 AND t1
+    GROUP BY r.trigger;
+    -- Left over by a lost wake: not for the next variant to take.
+    DELETE FROM queue;
+END $$;
+
+-- What the waking trigger costs the session that queues: rows inserted and
+-- committed back to back, in blocks that alternate between the queue (its
+-- trigger wakes worker 4, which must be up) and a twin without a trigger; the
+-- first pair of blocks only warms up.  A process's schedstat is brought up to
+-- date when it leaves the CPU: hence a short sleep before each reading.
+CREATE TABLE queue_quiet (LIKE queue INCLUDING ALL);
+
+CREATE PROCEDURE bench_wake_cost(rows int, blocks int DEFAULT 10)
+LANGUAGE plpgsql AS $$
+DECLARE
+    me int := pg_backend_pid();
+    c0 float8;
+    quiet boolean;
+    wake_ms float8 := 0;
+    quiet_ms float8 := 0;
+    woken int := 0;
+BEGIN
+    FOR b IN -1 .. 2 * blocks LOOP
+        quiet := b % 2 = 0;
+        PERFORM pg_sleep(0.001);
+        c0 := cpu_ms(me);
+        FOR i IN 1 .. rows / blocks LOOP
+            IF quiet THEN
+                INSERT INTO queue_quiet (payload) VALUES ('cost');
+            ELSE
+                INSERT INTO queue (payload) VALUES ('cost');
+                woken := woken + 1;
+            END IF;
+            COMMIT;
+        END LOOP;
+        PERFORM pg_sleep(0.001);
+        IF b < 1 THEN
+            CONTINUE;
+        ELSIF quiet THEN
+            quiet_ms := quiet_ms + (cpu_ms(me) - c0);
+        ELSE
+            wake_ms := wake_ms + (cpu_ms(me) - c0);
+        END IF;
+    END LOOP;
+    PERFORM put('queue_cost_rows', blocks * (rows / blocks)),
+            put('queue_cost_wake_ms', wake_ms),
+            put('queue_cost_quiet_ms', quiet_ms);
+    -- Rows committed while a run was under way: the wakes must not lose them.
+    PERFORM queue_drained('10 s');
+    PERFORM put('queue_cost_woken', woken),
+            put('queue_cost_left', (SELECT count(*) FROM queue));
+    DELETE FROM queue;
+    TRUNCATE queue_quiet;
+END $$;
+
+-- The worker's runs during a variant's window, by trigger, for the report.
+CREATE FUNCTION queue_runs(source text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('%s runs (%s), %s of them found no row',
+                  coalesce(sum(val) FILTER (WHERE starts_with(key, r)), 0),
+                  string_agg(format('%s %s', val, substr(key, length(r) + 1)), ', ' ORDER BY key)
+                      FILTER (WHERE starts_with(key, r)),
+                  coalesce(sum(val) FILTER (WHERE starts_with(key, e)), 0))
+    FROM metric, (SELECT 'queue_' || source || '_runs_' AS r,
+                         'queue_' || source || '_empty_' AS e) AS prefix
+$$;
+
 -- ---- 5. scale ----
 
 -- Launch workers 1..cnt (idle), one after the other; a sample of the total.
@@ -366,7 +547,9 @@ LANGUAGE sql IMMUTABLE AS $$
                 WHEN abs(x) >= 100 THEN round(x::numeric)::text
                 WHEN abs(x) >= 10 THEN round(x::numeric, 1)::text
                 WHEN abs(x) >= 1 THEN round(x::numeric, 2)::text
-                ELSE round(x::numeric, 3)::text END
+                WHEN abs(x) >= 0.01 OR x = 0 THEN round(x::numeric, 3)::text
+                -- a ratio of µs to seconds: not 0.000
+                ELSE round(x::numeric, 2 - floor(log(abs(x::numeric)))::int)::text END
 $$;
 
 -- One table row.  No target: for information only.
@@ -398,6 +581,15 @@ DECLARE
     b text := 'prec_pg_sleep_';
     per float8;
     per10 float8;
+    q50 float8 := pct('queue_wake', 0.5);
+    q99 float8 := pct('queue_wake', 0.99);
+    qn text := m('queue_wake_rows');
+    -- CPU per handled row of the worker, per row queued of the queuing session
+    qw float8 := m('queue_wake_worker_ms') / nullif(m('queue_wake_handled'), 0);
+    qw10 float8 := m('queue_poll_10ms_worker_ms') / nullif(m('queue_poll_10ms_handled'), 0);
+    qw1 float8 := m('queue_poll_1s_worker_ms') / nullif(m('queue_poll_1s_handled'), 0);
+    qo float8 := m('queue_cost_wake_ms') / m('queue_cost_rows');
+    qo_quiet float8 := m('queue_cost_quiet_ms') / m('queue_cost_rows');
     r float8;
     t text;
     n int;
@@ -505,6 +697,39 @@ BEGIN
                    format('%s %% (%s ms)', f(m('cpu_nap1_ms') / (10 * m('cpu_secs'))),
                           f(m('cpu_nap1_ms') / m('cpu_nap1_runs'))),
                    NULL, NULL, NULL, NULL);
+
+    -- 4c. queue: from a row's commit to the worker's run that saw it
+    RETURN NEXT md(format('queue: commit of a row whose trigger calls dynbgw_wake → the woken worker''s run has seen it, p50 ms (n=%s) vs a worker polling the queue every 10 ms (n=%s)',
+                          cnt('queue_wake'), cnt('queue_poll_10ms')),
+                   f(q50), f(pct('queue_poll_10ms', 0.5)), q50 / pct('queue_poll_10ms', 0.5),
+                   '≤ 0.5 ms', q50 <= 0.5);
+    RETURN NEXT md(format('queue: the same, p99 ms (max %s vs %s) vs polling every 10 ms p99',
+                          f(pct('queue_wake', 1)), f(pct('queue_poll_10ms', 1))),
+                   f(q99), f(pct('queue_poll_10ms', 0.99)), q99 / pct('queue_poll_10ms', 0.99),
+                   NULL, NULL);
+    RETURN NEXT md(format('queue: woken, of which from the commit to the start of the run that saw the row (dynbgw_runs.started), p50 / p99 ms (n=%s; the worker waited %s ms in all for a CPU, schedstat)',
+                          cnt('queue_wake_start'), f(m('queue_wake_worker_cpu_wait_ms'))),
+                   nullif(format('%s / %s', f(pct('queue_wake_start', 0.5)), f(pct('queue_wake_start', 0.99))), ' / '),
+                   NULL, NULL, NULL, NULL);
+    RETURN NEXT md(format('queue: woken, p50 ms vs a worker polling every 1 s (n=%s)', cnt('queue_poll_1s')),
+                   f(q50), f(pct('queue_poll_1s', 0.5)), q50 / pct('queue_poll_1s', 0.5), NULL, NULL);
+    RETURN NEXT md(format('queue: woken, p99 ms vs polling every 1 s p99 (max %s)', f(pct('queue_poll_1s', 1))),
+                   f(q99), f(pct('queue_poll_1s', 0.99)), q99 / pct('queue_poll_1s', 0.99), NULL, NULL);
+    RETURN NEXT md(format('queue: rows the woken worker handled within 10 s of the last commit, of %s committed 2 to 20 ms apart (polling every 10 ms: %s, every 1 s: %s); and of %s committed back to back with the trigger (the CPU row below), how many it left',
+                          qn, m('queue_poll_10ms_handled'), m('queue_poll_1s_handled'),
+                          m('queue_cost_woken')),
+                   m('queue_wake_handled') || '; ' || m('queue_cost_left') || ' left', NULL, NULL,
+                   'all ' || qn || '; 0 left',
+                   m('queue_wake_handled') = m('queue_wake_rows') AND m('queue_cost_left') = 0);
+    RETURN NEXT md(format('queue: CPU of the worker process per handled row, ms, woken (%s) vs polling every 10 ms (%s)',
+                          queue_runs('wake'), queue_runs('poll_10ms')),
+                   f(qw), f(qw10), qw / qw10, NULL, NULL);
+    RETURN NEXT md(format('queue: CPU of the worker per handled row, ms, woken vs polling every 1 s (%s)',
+                          queue_runs('poll_1s')),
+                   f(qw), f(qw1), qw / qw1, NULL, NULL);
+    RETURN NEXT md(format('queue: CPU of the queuing session per row, ms, INSERT; COMMIT back to back (%s rows each way, in alternate blocks) into the queue with the waking trigger vs a twin table without',
+                          m('queue_cost_rows')),
+                   f(qo), f(qo_quiet), qo / qo_quiet, NULL, NULL);
 
     -- 5. scale: growth is judged per worker, against 10 workers
     FOREACH t IN ARRAY ARRAY['launch', 'stop'] LOOP
