@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
@@ -98,7 +99,10 @@ dynbgw_wake_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		if (event == SUBXACT_EVENT_COMMIT_SUB)
 			wake->nest_level = level - 1;
 		else
+		{
 			pending_wakes = foreach_delete_current(pending_wakes, lc);
+			pfree(wake);
+		}
 	}
 }
 
@@ -123,6 +127,7 @@ dynbgw_wake_at_commit(int n, uint64 generation)
 		if (wake->generation == generation)
 			return;
 		pending_wakes = foreach_delete_current(pending_wakes, lc);
+		pfree(wake);
 	}
 	if (!callbacks_registered)
 	{
@@ -153,6 +158,11 @@ dynbgw_wake(PG_FUNCTION_ARGS)
 	int			n = dynbgw_number_arg(fcinfo, 0, false);
 	DynbgwOccupant occupant;
 
+	/* As NOTIFY: a parallel worker's commit is not its transaction's. */
+	if (IsParallelWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot wake a dynbgw worker from a parallel worker")));
 	dynbgw_slot_look(n, &occupant);
 	if (occupant.state != DYNBGW_FREE)
 		dynbgw_check_may_signal(n, &occupant, "wake");

@@ -375,7 +375,8 @@ dynbgw_timetable_advance(const DynbgwDefinition *def, DynbgwTimetable *tt,
 /*
  * After an attempt, whether its run is tried again, and when: a failure (a
  * cancel is not one) after retry_delay, doubled at each attempt, while
- * retries are left and before the next scheduled run, which takes over.
+ * retries are left, before the next scheduled run, which takes over, and
+ * within PostgreSQL's timestamps, which every reader of next_run handles.
  * A run with no scheduled run after it (the last of runs) is retried
  * whenever.  Sets tt->retry_at (0: none); true if a retry is planned.
  */
@@ -396,7 +397,7 @@ dynbgw_plan_retry(const DynbgwDefinition *def, DynbgwTimetable *tt,
 		if (pg_mul_s64_overflow(delay, 2, &delay))
 			return false;
 	}
-	if (pg_add_s64_overflow(finished, delay, &at) || at >= DT_NOEND ||
+	if (pg_add_s64_overflow(finished, delay, &at) || !IS_VALID_TIMESTAMP(at) ||
 		(another_run && at >= tt->due))
 		return false;
 	tt->retry_at = at;

@@ -141,13 +141,15 @@ q1(q{SELECT dynbgw_stop(n => n) FROM dynbgw_workers WHERE command LIKE '%jobs%'}
 # 3. Wakes during a run coalesce into one run right after it.
 ###########################################################################
 
-q1(q{SELECT dynbgw_launch(2, 'SELECT pg_sleep(1)', naptime => '1 hour')});
+q1(q{SELECT dynbgw_launch(2, 'SELECT pg_sleep(2)', naptime => '1 hour')});
 eventually(q{state = 'running' FROM dynbgw_workers WHERE n = 2},
 	'worker 2 is in its first run');
-q1('SELECT dynbgw_wake(2)') for 1 .. 20;
+is( q1(q{DO $$BEGIN FOR i IN 1 .. 20 LOOP PERFORM dynbgw_wake(2); COMMIT; END LOOP; END$$;
+	SELECT state, runs FROM dynbgw_workers WHERE n = 2}),
+	'running|0', '20 wakes, each committed, during the run');
 eventually(q{runs = 2 AND state = 'idle' FROM dynbgw_workers WHERE n = 2},
 	'worker 2 ran once more');
-ok(stays($node, 'SELECT runs FROM dynbgw_workers WHERE n = 2', '2', 1.5),
+ok(stays($node, 'SELECT runs FROM dynbgw_workers WHERE n = 2', '2', 2.5),
 	'20 wakes during a run make one run after it');
 is(attempts(2), 'schedule/1/succeeded wake/1/succeeded',
 	'the run after them was woken');
@@ -286,6 +288,74 @@ eventually(q{last_trigger = 'wake' AND state = 'idle' AND last_finished > last_s
 is(q1(q{SELECT trigger, attempt FROM dynbgw_runs WHERE n = 6 ORDER BY started DESC LIMIT 1}),
 	'wake|2', 'as its second attempt');
 q1('SELECT dynbgw_stop(n => 6)');
+
+###########################################################################
+# 6b. A retry is never planned past PostgreSQL's last timestamp.  The
+#     delay is chosen so that attempt 20's retry, 2^19 delays on, would
+#     fall in the days between that and the end of the 64-bit range; wakes
+#     run the attempts at once.
+###########################################################################
+
+my $delay = q1(q{SELECT make_interval(secs =>
+	((9223371331200000000 + 350000000000 - (extract(epoch FROM now()) - 946684800) * 1e6)
+	 / 524288 / 1e6)::float8)});
+q1(qq{SELECT dynbgw_launch(6, 'SELECT 1/0', runs => 1, retry => 25,
+	retry_delay => '$delay')});
+my $readable = 1;
+for my $attempt (1 .. 26)
+{
+	last unless $node->poll_query_until('postgres', qq{
+		SELECT NOT EXISTS (SELECT FROM dynbgw_workers WHERE n = 6)
+		    OR (SELECT count(*) >= $attempt FROM dynbgw_runs WHERE n = 6 AND launch =
+		        (SELECT max(launch) FROM dynbgw_runs WHERE n = 6))});
+	my ($r, $o, $e) = $node->psql('postgres',
+		q{SELECT next_run AT TIME ZONE 'UTC' FROM dynbgw_workers WHERE n = 6});
+	$readable &&= $r == 0 or diag("after attempt $attempt: $e");
+	last if $o eq '';
+	q1('SELECT dynbgw_wake(6)');
+}
+ok($readable, 'next_run was a valid timestamp after every attempt');
+is(q1('SELECT outcome, runs FROM dynbgw_wait(6, \'10 s\')'), 'failed|1',
+	'the run ended, failed, when its next retry would have been out of range');
+ok(q1(q{SELECT max(attempt) < 26 FROM dynbgw_runs WHERE n = 6}) eq 't',
+	'before its retries were used up');
+
+###########################################################################
+# 6c. Wakes from a parallel worker are refused, as NOTIFY is; wakes in
+#     subtransactions that roll back take no memory.
+###########################################################################
+
+q1(q{SELECT dynbgw_launch(1, 'SELECT 1', naptime => '1 hour')});
+q1(q{CREATE FUNCTION wake_safe(n int) RETURNS boolean LANGUAGE plpgsql
+	PARALLEL SAFE AS 'BEGIN RETURN dynbgw_wake(n); END'});
+my $force = server_major($node) >= 16 ? 'debug_parallel_query' : 'force_parallel_mode';
+# The library loaded first, by the leader, so that the parallel worker
+# loads it as it starts, not while in parallel mode, where defining
+# dynbgw's settings from postgresql.conf draws a warning.
+my ($prc, $pout, $perr) = $node->psql('postgres',
+	"SELECT dynbgw_pid(1) > 0; SET $force = on; SET parallel_leader_participation = off;
+	 SELECT wake_safe(1)");
+like($perr, qr/cannot wake a dynbgw worker from a parallel worker/,
+	'a wake from a parallel worker is refused');
+SKIP:
+{
+	skip 'pg_backend_memory_contexts is from 14', 1 if server_major($node) < 14;
+	is( q1(q{BEGIN;
+		DO $$BEGIN
+			FOR i IN 1 .. 100000 LOOP
+				BEGIN
+					PERFORM dynbgw_wake(1);
+					RAISE EXCEPTION 'undo';
+				EXCEPTION WHEN raise_exception THEN NULL;
+				END;
+			END LOOP;
+		END$$;
+		SELECT sum(total_bytes) < 1000000 FROM pg_backend_memory_contexts
+		WHERE name = 'TopTransactionContext';
+		COMMIT}), 't',
+		'100000 wakes in subtransactions that roll back take no memory');
+}
+q1('SELECT dynbgw_stop(n => 1)');
 
 ###########################################################################
 # 7. A wake storm: 8 sessions, 300 wakes each, some at commit of blocks.
