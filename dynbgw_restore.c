@@ -111,8 +111,8 @@ dynbgw_extension_schema(Oid extoid)
 /*
  * The extension's dynbgw_launch (version 1.2's signature, or that of 1.1
  * until the update) in its schema, found without search_path; a function
- * of that name that is not the extension's does not count.  InvalidOid if
- * missing_ok and there is none.
+ * of that name that is not the extension's does not count, whichever
+ * signature it takes.  InvalidOid if missing_ok and there is none.
  */
 Oid
 dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
@@ -122,24 +122,28 @@ dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
 		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
 		INTERVALOID
 	};
+	static const int nargs[] = {DYNBGW_LAUNCH_NARGS, DYNBGW_LAUNCH_NARGS_1_1};
 	List	   *name = list_make2(makeString(get_namespace_name(schema)),
 								  makeString("dynbgw_launch"));
-	Oid			funcoid;
+	bool		foreign = false;
 
-	funcoid = LookupFuncName(name, DYNBGW_LAUNCH_NARGS, argtypes, true);
-	if (!OidIsValid(funcoid))
-		funcoid = LookupFuncName(name, DYNBGW_LAUNCH_NARGS_1_1, argtypes,
-								 missing_ok);
-	if (OidIsValid(funcoid) &&
-		getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
+	for (int i = 0; i < lengthof(nargs); i++)
 	{
-		if (!missing_ok)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("function dynbgw_launch is not the dynbgw extension's")));
-		funcoid = InvalidOid;
+		Oid			funcoid = LookupFuncName(name, nargs[i], argtypes, true);
+
+		if (!OidIsValid(funcoid))
+			continue;
+		if (getExtensionOfObject(ProcedureRelationId, funcoid) == extoid)
+			return funcoid;
+		foreign = true;
 	}
-	return funcoid;
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 foreign ?
+				 errmsg("function dynbgw_launch is not the dynbgw extension's") :
+				 errmsg("function dynbgw_launch of the dynbgw extension does not exist")));
+	return InvalidOid;
 }
 
 /*

@@ -180,6 +180,9 @@ $node->safe_psql('v111', qq{
 	GRANT EXECUTE ON FUNCTION dynbgw_dump_definitions() TO dave;
 	REVOKE SELECT ON dynbgw_runs FROM PUBLIC;
 	GRANT SELECT ON dynbgw_runs TO carol;
+	CREATE ROLE ed; CREATE ROLE fay;
+	GRANT SELECT ON dynbgw_runs TO ed WITH GRANT OPTION;
+	SET ROLE ed; GRANT SELECT ON dynbgw_runs TO fay; RESET ROLE;
 	REVOKE EXECUTE ON FUNCTION dynbgw_workers() FROM PUBLIC;
 	GRANT EXECUTE ON FUNCTION dynbgw_workers() TO carol, dave;
 	CREATE TABLE ticks (who name);
@@ -196,8 +199,15 @@ ok($node->poll_query_until('v111', 'SELECT count(*) > 0 FROM dynbgw_runs WHERE n
 is($node->safe_psql('v111', 'SELECT count(*) FROM dynbgw_definitions'), '1',
 	'the definition was saved in the old table');
 $node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1)');
+# A dynbgw_launch of 1.2's signature that is not the extension's is passed
+# over for the extension's own.
+$node->safe_psql('v111', q{CREATE FUNCTION public.dynbgw_launch(integer, text, interval, name,
+	name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)
+	RETURNS integer LANGUAGE sql AS 'SELECT 0'});
 is($node->safe_psql('v111', 'SELECT n, pid IS NOT NULL, error FROM dynbgw_restore()'),
 	'1|t|', 'the saved definition restores with the old SQL');
+$node->safe_psql('v111', q{DROP FUNCTION public.dynbgw_launch(integer, text, interval, name,
+	name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)});
 $dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
 
 ($ret, $out, $err) = $node->psql('v111', 'ALTER EXTENSION dynbgw UPDATE');
@@ -212,6 +222,10 @@ is($node->safe_psql('v111', qq{
 	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
 	       has_function_privilege('dave', 'dynbgw_wake(integer)', 'EXECUTE')}),
 	't|t|f|t|f|f', 'the grants and revokes of the DBA survived the update');
+is($node->safe_psql('v111', q{SELECT a.grantor::regrole || '>' || a.grantee::regrole
+	FROM pg_class c, aclexplode(c.relacl) a
+	WHERE c.oid = 'dynbgw_runs'::regclass AND a.grantee = 'fay'::regrole}),
+	'ed>fay', 'a grant made by a role with the grant option is still that role\'s');
 is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
 	'worker 1 still runs, as the same process');
 my $dave_ticks = $node->safe_psql('v111', 'SELECT count(*) FROM ticks');
