@@ -59,6 +59,15 @@ static const char *const dynbgw_column_names[DYNBGW_SAVED_COLUMNS] = {
 };
 
 /*
+ * Their types: the table's owner may change a column's, and every datum is
+ * read, and passed to dynbgw_launch, as the type it should have.
+ */
+static const Oid dynbgw_column_types[DYNBGW_SAVED_COLUMNS] = {
+	INT4OID, REGROLEOID, TEXTOID, INTERVALOID, TEXTOID, TEXTOID, OIDOID,
+	REGROLEOID, INT8OID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID
+};
+
+/*
  * The first column that version 1.1.1's table lacks, which a new library
  * meets until ALTER EXTENSION dynbgw UPDATE: read as NULL, the default.
  */
@@ -124,6 +133,15 @@ dynbgw_saved_read(Oid schema)
 			col < DYNBGW_SAVED_FIRST_OPTIONAL)
 			elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
 				 dynbgw_column_names[col], DYNBGW_DEFINITIONS);
+		if (attnums[col] != InvalidAttrNumber &&
+			TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid != dynbgw_column_types[col])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of table \"%s\" has type %s, not %s",
+							dynbgw_column_names[col], DYNBGW_DEFINITIONS,
+							format_type_be(TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid),
+							format_type_be(dynbgw_column_types[col])),
+					 errhint("Give the column back its type, or drop and create the extension again.")));
 	}
 
 	slot = table_slot_create(rel, NULL);

@@ -97,5 +97,16 @@ SELECT n, error IS NULL AS restored FROM dynbgw_restore();
 SELECT n, retry, retry_delay FROM dynbgw_workers;
 SELECT dynbgw_stop(n => 1, forget => true) AS stopped;
 
+-- A column whose type the table's owner changed is refused, not read as
+-- the type it should have.
+ALTER TABLE dynbgw_definitions ALTER COLUMN retry_delay TYPE bigint USING NULL;
+INSERT INTO dynbgw_definitions (n, command, naptime, role, retry, retry_delay)
+VALUES (1, 'SELECT 1', '1 hour', current_user::text::regrole, 1, 4096);
+SELECT * FROM dynbgw_restore();
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM dynbgw_definitions;
+ALTER TABLE dynbgw_definitions ALTER COLUMN retry_delay TYPE interval USING NULL;
+SELECT count(*) AS registered FROM dynbgw_workers;
+
 DROP ROLE regress_dynbgw_wake_owner, regress_dynbgw_wake_member,
     regress_dynbgw_wake_other, regress_dynbgw_wake_signal;
