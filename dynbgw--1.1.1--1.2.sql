@@ -165,87 +165,58 @@ WHERE d.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
 ORDER BY d.n
 $$;
 
--- The DBA's grants and revokes, carried over: what the new ACL has and the
--- kept one lacks is revoked, then what the kept one has and the new one
--- lacks is granted, each by its grantor (so that a grant made by a role
--- with the grant option stays that role's, for REVOKE ... CASCADE), a
--- grantor's own grant option first; the owner's own entry is left alone.
--- Then the initial privileges are set back to a fresh install's, which
--- GRANT and REVOKE in this script would otherwise change.  This runs as a
--- superuser with the extension's schema in search_path, which its owner
--- may write: every operator is named pg_catalog's, since "CASE x WHEN y",
--- or "=" between types that have no exact operator in pg_catalog, would
--- take one planted there.
-CREATE FUNCTION pg_temp.dynbgw_acl_of(classid pg_catalog.oid, objid pg_catalog.oid)
-RETURNS pg_catalog.aclitem[] LANGUAGE sql STABLE
-AS $$
-SELECT coalesce(p.proacl, c.relacl,
-                pg_catalog.acldefault(CASE WHEN p.oid IS NULL THEN 'r' ELSE 'f' END::pg_catalog."char",
-                                      coalesce(p.proowner, c.relowner)))
-FROM (SELECT) AS one
-LEFT JOIN pg_catalog.pg_proc p
-       ON classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-      AND p.oid OPERATOR(pg_catalog.=) objid
-LEFT JOIN pg_catalog.pg_class c
-       ON classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-      AND c.oid OPERATOR(pg_catalog.=) objid
-$$;
-
+-- The DBA's grants and revokes, carried over: what the kept ACL has and
+-- the new one lacks is granted, the reverse revoked (first), the owner's
+-- own entry left alone.  Then the initial privileges are set back to a
+-- fresh install's, which GRANT and REVOKE in this script would otherwise
+-- change.  This runs as a superuser with the extension's schema in
+-- search_path, which its owner may write: every operator is named
+-- pg_catalog's, since "CASE x WHEN y", or "=" between types that have no
+-- exact operator in pg_catalog, would take one planted there.
 DO $$
 DECLARE
     o record;
     e record;
-    granted boolean;
 BEGIN
     FOR o IN
         SELECT a.classid, a.objid, k.acl AS kept,
                CASE WHEN a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
                    THEN 'FUNCTION ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regprocedure::pg_catalog.text
                    ELSE 'TABLE ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regclass::pg_catalog.text END AS object,
-               coalesce((SELECT p.proowner FROM pg_catalog.pg_proc p
-                         WHERE a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-                           AND p.oid OPERATOR(pg_catalog.=) a.objid),
-                        (SELECT c.relowner FROM pg_catalog.pg_class c
-                         WHERE a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                           AND c.oid OPERATOR(pg_catalog.=) a.objid)) AS owner,
-               pg_temp.dynbgw_acl_of(a.classid, a.objid) AS fresh
+               coalesce(p.proowner, c.relowner) AS owner,
+               coalesce(p.proacl, c.relacl,
+                        pg_catalog.acldefault(CASE WHEN p.oid IS NULL THEN 'r' ELSE 'f' END::pg_catalog."char",
+                                              coalesce(p.proowner, c.relowner))) AS fresh
         FROM pg_temp.dynbgw_kept_acl k
         CROSS JOIN LATERAL pg_catalog.pg_get_object_address(k.kind, k.name, k.new_args) a
+        LEFT JOIN pg_catalog.pg_proc p
+               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+              AND p.oid OPERATOR(pg_catalog.=) a.objid
+        LEFT JOIN pg_catalog.pg_class c
+               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND c.oid OPERATOR(pg_catalog.=) a.objid
         WHERE k.acl IS NOT NULL
     LOOP
         FOR e IN
-            SELECT * FROM pg_catalog.aclexplode(o.fresh)
-            EXCEPT SELECT * FROM pg_catalog.aclexplode(o.kept)
+            SELECT f.grantee IS NULL AS granting,
+                   coalesce(kk.grantee, f.grantee) AS grantee,
+                   coalesce(kk.privilege_type, f.privilege_type) AS privilege,
+                   coalesce(kk.is_grantable, false) AS grantable
+            FROM (SELECT * FROM pg_catalog.aclexplode(o.kept) x
+                  WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) kk
+            FULL JOIN (SELECT * FROM pg_catalog.aclexplode(o.fresh) x
+                       WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) f
+                   ON kk.grantee OPERATOR(pg_catalog.=) f.grantee
+                  AND kk.privilege_type OPERATOR(pg_catalog.=) f.privilege_type
+                  AND kk.is_grantable OPERATOR(pg_catalog.=) f.is_grantable
+            WHERE kk.grantee IS NULL OR f.grantee IS NULL
+            ORDER BY 1
         LOOP
-            CONTINUE WHEN e.grantee OPERATOR(pg_catalog.=) o.owner;
-            EXECUTE pg_catalog.format('REVOKE %s ON %s FROM %s', e.privilege_type, o.object,
-                CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END);
-        END LOOP;
-        -- A chain of grant options is followed a link a pass; ten are plenty.
-        FOR pass IN 1 .. 10 LOOP
-            granted := false;
-            FOR e IN
-                SELECT * FROM pg_catalog.aclexplode(o.kept) k
-                WHERE k.grantee OPERATOR(pg_catalog.<>) o.owner
-                  AND (k.grantor OPERATOR(pg_catalog.=) o.owner
-                       OR EXISTS (SELECT FROM pg_catalog.aclexplode(pg_temp.dynbgw_acl_of(o.classid, o.objid)) g
-                                  WHERE g.grantee OPERATOR(pg_catalog.=) k.grantor
-                                    AND g.privilege_type OPERATOR(pg_catalog.=) k.privilege_type
-                                    AND g.is_grantable))
-                EXCEPT SELECT * FROM pg_catalog.aclexplode(pg_temp.dynbgw_acl_of(o.classid, o.objid))
-            LOOP
-                IF e.grantor OPERATOR(pg_catalog.<>) o.owner THEN
-                    EXECUTE pg_catalog.format('SET LOCAL ROLE %I', pg_catalog.pg_get_userbyid(e.grantor));
-                END IF;
-                EXECUTE pg_catalog.format('GRANT %s ON %s TO %s%s', e.privilege_type, o.object,
-                    CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
-                    CASE WHEN e.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-                RESET ROLE;
-                granted := true;
-            END LOOP;
-            EXIT WHEN NOT granted;
+            EXECUTE pg_catalog.format('%s %s ON %s %s %s%s',
+                CASE WHEN e.granting THEN 'GRANT' ELSE 'REVOKE' END, e.privilege, o.object,
+                CASE WHEN e.granting THEN 'TO' ELSE 'FROM' END,
+                CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
+                CASE WHEN e.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
         END LOOP;
         UPDATE pg_catalog.pg_init_privs i SET initprivs = o.fresh
         WHERE i.objoid OPERATOR(pg_catalog.=) o.objid AND i.classoid OPERATOR(pg_catalog.=) o.classid
@@ -254,5 +225,4 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION pg_temp.dynbgw_acl_of(pg_catalog.oid, pg_catalog.oid);
 DROP TABLE pg_temp.dynbgw_kept_acl;
