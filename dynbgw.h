@@ -611,6 +611,8 @@ typedef struct DynbgwSaved
 	Oid			owner;
 	Oid			role;
 	Oid			database;		/* InvalidOid: the row's own database */
+	Oid			table_owner;	/* of dynbgw_definitions, who may write any
+								 * row if not a superuser */
 	Datum		values[DYNBGW_SAVED_COLUMNS];
 	bool		isnull[DYNBGW_SAVED_COLUMNS];
 } DynbgwSaved;

@@ -163,6 +163,7 @@ dynbgw_saved_read(Oid schema)
 			row->values[col] = datumCopy(slot->tts_values[i], att->attbyval,
 										 att->attlen);
 		}
+		row->table_owner = rel->rd_rel->relowner;
 		row->n = DatumGetInt32(row->values[DYNBGW_SAVED_N]);
 		row->owner = DatumGetObjectId(row->values[DYNBGW_SAVED_OWNER]);
 		row->role = DatumGetObjectId(row->values[DYNBGW_SAVED_ROLE]);

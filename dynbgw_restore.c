@@ -267,6 +267,19 @@ dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the role that saved dynbgw worker %d was dropped",
 						row->n)));
+
+	/*
+	 * The table's owner may disable its guard and write rows in any name:
+	 * from a table a non-superuser owns, only that role's rows are its own.
+	 */
+	if (row->owner != row->table_owner && !superuser_arg(row->table_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the saved definition of dynbgw worker %d cannot be trusted",
+						row->n),
+				 errdetail("Table \"dynbgw_definitions\" is owned by role \"%s\", which may write rows in any role's name.",
+						   GetUserNameFromId(row->table_owner, false)),
+				 errhint("Give the table back to a superuser: ALTER TABLE dynbgw_definitions OWNER TO ...")));
 	aclresult = object_aclcheck(ProcedureRelationId, launch_oid, row->owner,
 								ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)

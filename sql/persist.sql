@@ -85,4 +85,21 @@ SELECT n, pid, error FROM dynbgw_restore();
 RESET ROLE;
 
 DELETE FROM dynbgw_definitions;
+
+-- The table's owner may disable its guard and write rows in any role's
+-- name: from a table a non-superuser owns, only that role's rows restore.
+SELECT current_user AS superuser \gset
+ALTER TABLE dynbgw_definitions OWNER TO regress_dynbgw_ann;
+SET ROLE regress_dynbgw_ann;
+ALTER TABLE dynbgw_definitions DISABLE TRIGGER dynbgw_definitions_guard;
+INSERT INTO dynbgw_definitions (n, owner, command, naptime, role)
+VALUES (1, 'regress_dynbgw_ann', 'SELECT 1', '1 hour', 'regress_dynbgw_ann'),
+       (2, :'superuser', 'SELECT 1', '1 hour', :'superuser');
+RESET ROLE;
+SELECT n, pid IS NOT NULL AS launched, error FROM dynbgw_restore();
+SELECT n, role = current_user AS as_superuser FROM dynbgw_workers ORDER BY n;
+SELECT dynbgw_stop(n => 1) AS stopped;
+DELETE FROM dynbgw_definitions;
+ALTER TABLE dynbgw_definitions OWNER TO CURRENT_USER;
+ALTER TABLE dynbgw_definitions ENABLE ALWAYS TRIGGER dynbgw_definitions_guard;
 DROP ROLE regress_dynbgw_ann, regress_dynbgw_ben, regress_dynbgw_byp;
