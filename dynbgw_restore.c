@@ -127,7 +127,7 @@ dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
 								  makeString("dynbgw_launch"));
 	bool		foreign = false;
 
-	for (int i = 0; i < lengthof(nargs); i++)
+	for (int i = 0; i < (int) lengthof(nargs); i++)
 	{
 		Oid			funcoid = LookupFuncName(name, nargs[i], argtypes, true);
 
