@@ -33,7 +33,7 @@ typedef struct DynbgwPendingWake
 	int			nest_level;		/* of the subtransaction that asked */
 } DynbgwPendingWake;
 
-/* This transaction's wakes, in TopTransactionContext; one per launch. */
+/* This transaction's wakes, in TopTransactionContext; one a number at most. */
 static List *pending_wakes = NIL;
 static bool callbacks_registered = false;
 
