@@ -451,6 +451,18 @@ typedef enum DynbgwEndStatus
 } DynbgwEndStatus;
 
 /*
+ * Whether a launch in this state takes a wake: its worker is or is about
+ * to be ready, and no stop was asked for.  A wake starts no worker.
+ */
+static inline bool
+dynbgw_state_wakeable(DynbgwState state, bool stop_requested)
+{
+	return !stop_requested &&
+		(state == DYNBGW_STARTING || state == DYNBGW_IDLE ||
+		 state == DYNBGW_RUNNING);
+}
+
+/*
  * For dynbgw_slot.c and dynbgw_slot_read.c only: no other file takes the
  * registry lock.
  */

@@ -52,19 +52,30 @@ PG_FUNCTION_INFO_V1(dynbgw_definitions_guard);
 
 #define DYNBGW_DEFINITIONS	"dynbgw_definitions"
 
-/* The table's columns, by name: an upgraded table may order them otherwise. */
-static const char *const dynbgw_column_names[DYNBGW_SAVED_COLUMNS] = {
-	"n", "owner", "command", "naptime", "schedule", "timezone", "database",
-	"role", "runs", "restart", "run_timeout", "retry", "retry_delay"
-};
-
 /*
- * Their types: the table's owner may change a column's, and every datum is
- * read, and passed to dynbgw_launch, as the type it should have.
+ * The table's columns, by name, since an upgraded table may order them
+ * otherwise, and with their types, since the table's owner may change a
+ * column's, and every datum is read, and passed to dynbgw_launch, as the
+ * type it should have.
  */
-static const Oid dynbgw_column_types[DYNBGW_SAVED_COLUMNS] = {
-	INT4OID, REGROLEOID, TEXTOID, INTERVALOID, TEXTOID, TEXTOID, OIDOID,
-	REGROLEOID, INT8OID, INTERVALOID, INTERVALOID, INT4OID, INTERVALOID
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			dynbgw_columns[DYNBGW_SAVED_COLUMNS] = {
+	[DYNBGW_SAVED_N] = {"n", INT4OID},
+	[DYNBGW_SAVED_OWNER] = {"owner", REGROLEOID},
+	[DYNBGW_SAVED_COMMAND] = {"command", TEXTOID},
+	[DYNBGW_SAVED_NAPTIME] = {"naptime", INTERVALOID},
+	[DYNBGW_SAVED_SCHEDULE] = {"schedule", TEXTOID},
+	[DYNBGW_SAVED_TIMEZONE] = {"timezone", TEXTOID},
+	[DYNBGW_SAVED_DATABASE] = {"database", OIDOID},
+	[DYNBGW_SAVED_ROLE] = {"role", REGROLEOID},
+	[DYNBGW_SAVED_RUNS] = {"runs", INT8OID},
+	[DYNBGW_SAVED_RESTART] = {"restart", INTERVALOID},
+	[DYNBGW_SAVED_RUN_TIMEOUT] = {"run_timeout", INTERVALOID},
+	[DYNBGW_SAVED_RETRY] = {"retry", INT4OID},
+	[DYNBGW_SAVED_RETRY_DELAY] = {"retry_delay", INTERVALOID}
 };
 
 /*
@@ -128,19 +139,24 @@ dynbgw_saved_read(Oid schema)
 
 	for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
 	{
-		attnums[col] = get_attnum(RelationGetRelid(rel), dynbgw_column_names[col]);
-		if (attnums[col] == InvalidAttrNumber &&
-			col < DYNBGW_SAVED_FIRST_OPTIONAL)
-			elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
-				 dynbgw_column_names[col], DYNBGW_DEFINITIONS);
-		if (attnums[col] != InvalidAttrNumber &&
-			TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid != dynbgw_column_types[col])
+		Oid			type;
+
+		attnums[col] = get_attnum(RelationGetRelid(rel), dynbgw_columns[col].name);
+		if (attnums[col] == InvalidAttrNumber)
+		{
+			if (col < DYNBGW_SAVED_FIRST_OPTIONAL)
+				elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
+					 dynbgw_columns[col].name, DYNBGW_DEFINITIONS);
+			continue;
+		}
+		type = TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid;
+		if (type != dynbgw_columns[col].type)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" of table \"%s\" has type %s, not %s",
-							dynbgw_column_names[col], DYNBGW_DEFINITIONS,
-							format_type_be(TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid),
-							format_type_be(dynbgw_column_types[col])),
+							dynbgw_columns[col].name, DYNBGW_DEFINITIONS,
+							format_type_be(type),
+							format_type_be(dynbgw_columns[col].type)),
 					 errhint("Give the column back its type, or drop and create the extension again.")));
 	}
 

@@ -729,9 +729,8 @@ dynbgw_slot_wake(int n, uint64 generation)
 	bool		live;
 
 	dynbgw_lock(LW_SHARED);
-	live = slot->generation == generation && !slot->stop_requested &&
-		(slot->state == DYNBGW_STARTING || slot->state == DYNBGW_IDLE ||
-		 slot->state == DYNBGW_RUNNING);
+	live = slot->generation == generation &&
+		dynbgw_state_wakeable(slot->state, slot->stop_requested);
 	if (live)
 	{
 		ASSERT_MAY(slot, DYNBGW_WAKE);

@@ -166,9 +166,7 @@ dynbgw_wake(PG_FUNCTION_ARGS)
 	dynbgw_slot_look(n, &occupant);
 	if (occupant.state != DYNBGW_FREE)
 		dynbgw_check_may_signal(n, &occupant, "wake");
-	if (occupant.stop_requested ||
-		(occupant.state != DYNBGW_STARTING && occupant.state != DYNBGW_IDLE &&
-		 occupant.state != DYNBGW_RUNNING))
+	if (!dynbgw_state_wakeable(occupant.state, occupant.stop_requested))
 	{
 		ereport(NOTICE,
 				(errmsg("dynbgw worker %d is not running", n),
