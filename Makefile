@@ -16,7 +16,8 @@ REGRESS = setup launch stop workers jobs outcomes schedules persist security gra
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw
-TAP_TESTS = 1
+# The TAP tests in t/ start servers of their own and take minutes, so
+# "make installcheck" leaves them out: test/run runs them.
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 19 s
 
 # Schedule accuracy of dynbgw's SQL workers.
 #

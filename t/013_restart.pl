@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 44 s
 
 # Restarts of dynbgw workers launched with restart => interval.
 #

@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 29 s
 
 # A stop is final, whatever the command does and whenever it comes.
 #

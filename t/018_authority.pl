@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 38 s
 
 # A worker's authority is checked again before every run and at every
 # (re)start, not only at launch, and a worker counts against the limits a

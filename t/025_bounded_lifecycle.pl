@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 28 s
 
 # Every wait ends, every worker stops, and a call's memory is bounded.
 #

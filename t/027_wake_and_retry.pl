@@ -1,5 +1,6 @@
 
 # Copyright (c) dynbgw authors
+# slow: about 36 s
 
 # Runs on demand and retries, where they take several sessions and time.
 #

@@ -1,3 +1,6 @@
+# Copyright (c) dynbgw authors
+# slow: about 24 s
+
 # Faults around dynbgw workers: signals, cancels, a launching session that
 # dies while it waits, a server restart, a worker that fails on start, and
 # no free max_worker_processes slot.

@@ -1,3 +1,6 @@
+# Copyright (c) dynbgw authors
+# slow: about 45 s
+
 # Concurrency and load on loopback.
 #
 # First, sessions racing for one worker number: of 8 simultaneous launches
@@ -6,7 +9,7 @@
 # stop that finds the worker waits until it is gone and returns true, one
 # that finds nothing returns false.
 #
-# Then a minute of pgbench with 8 clients launching, listing and stopping
+# Then 40 seconds of pgbench with 8 clients launching, listing and stopping
 # random worker numbers (t/load_*.sql).  Only the errors concurrent sessions
 # legitimately cause each other may occur (see t/load_setup.sql); afterwards
 # the registry is exact, every worker stops, no process is left, every
@@ -34,7 +37,7 @@ use Time::HiRes qw(usleep time);
 
 my $timeout = $PostgreSQL::Test::Utils::timeout_default;
 my $dir = dirname(__FILE__);
-my $load_seconds = 60;
+my $load_seconds = 40;
 
 # The command line of a dynbgw worker: what gone() takes for a process
 # still there.
