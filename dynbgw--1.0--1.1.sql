@@ -3,49 +3,35 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.1'" to load this file. \quit
 
--- Objects this script makes anew keep the privileges the DBA gave or took
--- from the old ones: each old object's ACL is kept here until its
+-- Functions this script makes anew keep the privileges the DBA gave or
+-- took from the old ones: each old function's ACL is kept here until its
 -- successor exists, then granted and revoked to match.  The successor's
 -- initial privileges stay those of a fresh install, so that pg_dump still
--- writes out the DBA's own grants.
+-- writes out the DBA's own grants.  The view dynbgw_workers is replaced in
+-- place, and so keeps its privileges and the views users made on it.
 CREATE FUNCTION pg_temp.dynbgw_keep_acl(kind text, old_object text)
 RETURNS void LANGUAGE sql
 AS $$
 SELECT pg_catalog.set_config('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind,
-    coalesce((CASE WHEN kind OPERATOR(pg_catalog.~~) 'function%' THEN
-                  (SELECT p.proacl FROM pg_catalog.pg_proc p
-                   WHERE p.oid OPERATOR(pg_catalog.=) old_object::pg_catalog.regprocedure)
-              ELSE (SELECT c.relacl FROM pg_catalog.pg_class c
-                    WHERE c.oid OPERATOR(pg_catalog.=) old_object::pg_catalog.regclass) END)::pg_catalog.text,
+    coalesce((SELECT p.proacl FROM pg_catalog.pg_proc p
+              WHERE p.oid OPERATOR(pg_catalog.=) old_object::pg_catalog.regprocedure)::pg_catalog.text,
              ''), true);
 $$;
 
-CREATE FUNCTION pg_temp.dynbgw_restore_acl(kind text, object text, sqlkind text)
+CREATE FUNCTION pg_temp.dynbgw_restore_acl(kind text, object text)
 RETURNS void LANGUAGE plpgsql
 AS $$
 DECLARE
     kept pg_catalog.text := pg_catalog.current_setting('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind);
     fresh pg_catalog.aclitem[];
     owner pg_catalog.oid;
-    catalog pg_catalog.regclass;
-    target pg_catalog.oid;
+    target pg_catalog.oid := object::pg_catalog.regprocedure;
     e record;
 BEGIN
-    IF kind OPERATOR(pg_catalog.~~) 'function%' THEN
-        catalog := 'pg_catalog.pg_proc';
-        target := object::pg_catalog.regprocedure;
-        SELECT p.proacl, p.proowner INTO fresh, owner FROM pg_catalog.pg_proc p
-        WHERE p.oid OPERATOR(pg_catalog.=) target;
-    ELSE
-        catalog := 'pg_catalog.pg_class';
-        target := object::pg_catalog.regclass;
-        SELECT c.relacl, c.relowner INTO fresh, owner FROM pg_catalog.pg_class c
-        WHERE c.oid OPERATOR(pg_catalog.=) target;
-    END IF;
-    -- No ACL is the default one: for functions, EXECUTE for PUBLIC.
-    fresh := coalesce(fresh, pg_catalog.acldefault(
-        (CASE WHEN catalog OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass THEN 'f' ELSE 'r' END)::pg_catalog."char",
-        owner));
+    SELECT p.proacl, p.proowner INTO fresh, owner FROM pg_catalog.pg_proc p
+    WHERE p.oid OPERATOR(pg_catalog.=) target;
+    -- No ACL is the default one: EXECUTE for PUBLIC.
+    fresh := coalesce(fresh, pg_catalog.acldefault('f'::pg_catalog."char", owner));
     IF kept OPERATOR(pg_catalog.=) '' OR kept::pg_catalog.aclitem[] OPERATOR(pg_catalog.=) fresh THEN
         RETURN;
     END IF;
@@ -54,19 +40,20 @@ BEGIN
              WHERE a.grantee OPERATOR(pg_catalog.<>) owner
              EXCEPT SELECT a.grantee, a.privilege_type FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
     LOOP
-        EXECUTE pg_catalog.format('REVOKE %s ON %s %s FROM %s', e.privilege_type, sqlkind, object,
+        EXECUTE pg_catalog.format('REVOKE %s ON FUNCTION %s FROM %s', e.privilege_type, object,
             CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END);
     END LOOP;
     FOR e IN SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
              WHERE a.grantee OPERATOR(pg_catalog.<>) owner
              EXCEPT SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(fresh) a
     LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON %s %s TO %s%s', e.privilege_type, sqlkind, object,
+        EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s', e.privilege_type, object,
             CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
             CASE WHEN e.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
     UPDATE pg_catalog.pg_init_privs i SET initprivs = fresh
-    WHERE i.objoid OPERATOR(pg_catalog.=) target AND i.classoid OPERATOR(pg_catalog.=) catalog
+    WHERE i.objoid OPERATOR(pg_catalog.=) target
+      AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
       AND i.objsubid OPERATOR(pg_catalog.=) 0;
 END
 $$;
@@ -99,13 +86,14 @@ COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, i
 
 REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean) TO dynbgw_user;
-SELECT pg_temp.dynbgw_restore_acl('function_launch', 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean)', 'FUNCTION');
+SELECT pg_temp.dynbgw_restore_acl('function_launch', 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean)');
 
--- dynbgw_workers gains last_result, schedule and timezone.
-SELECT pg_temp.dynbgw_keep_acl('view_workers', 'dynbgw_workers');
+-- dynbgw_workers gains last_result, schedule and timezone.  The old
+-- function goes under another name while the new one takes its place in
+-- the view, which is replaced rather than dropped, so that views made on
+-- it stay.
 SELECT pg_temp.dynbgw_keep_acl('function_workers', 'dynbgw_workers()');
-DROP VIEW dynbgw_workers;
-DROP FUNCTION dynbgw_workers();
+ALTER FUNCTION dynbgw_workers() RENAME TO dynbgw_workers_1_0;
 
 CREATE FUNCTION dynbgw_workers(
     OUT n integer,
@@ -134,15 +122,12 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-CREATE VIEW dynbgw_workers AS
+CREATE OR REPLACE VIEW dynbgw_workers AS
     SELECT * FROM dynbgw_workers();
 
-COMMENT ON VIEW dynbgw_workers IS
-'every dynbgw worker that exists, seen alike from every session';
+DROP FUNCTION dynbgw_workers_1_0();
 
-GRANT SELECT ON dynbgw_workers TO PUBLIC;
-SELECT pg_temp.dynbgw_restore_acl('view_workers', 'dynbgw_workers', 'TABLE');
-SELECT pg_temp.dynbgw_restore_acl('function_workers', 'dynbgw_workers()', 'FUNCTION');
+SELECT pg_temp.dynbgw_restore_acl('function_workers', 'dynbgw_workers()');
 
 -- How a launch ended, for scripts that wait for their workers.
 CREATE TYPE dynbgw_outcome AS (
@@ -256,7 +241,7 @@ COMMENT ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) IS
 
 REVOKE ALL ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dynbgw_stop(integer, interval, integer, boolean) TO dynbgw_user;
-SELECT pg_temp.dynbgw_restore_acl('function_stop', 'dynbgw_stop(integer, interval, integer, boolean)', 'FUNCTION');
+SELECT pg_temp.dynbgw_restore_acl('function_stop', 'dynbgw_stop(integer, interval, integer, boolean)');
 
 DROP FUNCTION pg_temp.dynbgw_keep_acl(text, text);
-DROP FUNCTION pg_temp.dynbgw_restore_acl(text, text, text);
+DROP FUNCTION pg_temp.dynbgw_restore_acl(text, text);

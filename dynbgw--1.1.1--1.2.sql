@@ -3,32 +3,28 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.2'" to load this file. \quit
 
--- The functions and views made anew here keep what a DBA granted or
--- revoked on their predecessors.  Each one's ACL is kept in this table,
--- under the object address its successor will have, and carried over at
--- the end; the successors' initial privileges stay those of a fresh
--- install, so that pg_dump still writes out the DBA's own grants.
+-- The functions made anew here keep what a DBA granted or revoked on
+-- their predecessors.  Each one's ACL is kept in this table, under the
+-- object address its successor will have, and carried over at the end;
+-- the successors' initial privileges stay those of a fresh install, so
+-- that pg_dump still writes out the DBA's own grants.  The views
+-- dynbgw_workers and dynbgw_runs are replaced in place, and so keep their
+-- privileges and the views users made on them.
 CREATE TEMPORARY TABLE dynbgw_kept_acl (
-    kind text,
     name text[],
     new_args text[],
     acl pg_catalog.aclitem[]);
 
 INSERT INTO pg_temp.dynbgw_kept_acl
-SELECT o.kind, o.name, o.new_args,
-       CASE WHEN a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
-               (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) a.objid)
-           ELSE (SELECT c.relacl FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.objid)
-       END
+SELECT o.name, o.new_args,
+       (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) a.objid)
 FROM (VALUES
-        ('function', '{dynbgw_launch}'::pg_catalog.text[],
+        ('{dynbgw_launch}'::pg_catalog.text[],
          '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean}'::pg_catalog.text[],
          '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean,integer,interval}'::pg_catalog.text[]),
-        ('function', '{dynbgw_workers}', '{}', '{}'),
-        ('view', '{dynbgw_workers}', '{}', '{}'),
-        ('function', '{dynbgw_runs}', '{}', '{}'),
-        ('view', '{dynbgw_runs}', '{}', '{}')) AS o(kind, name, old_args, new_args),
-     LATERAL pg_catalog.pg_get_object_address(o.kind, o.name, o.old_args) a;
+        ('{dynbgw_workers}', '{}', '{}'),
+        ('{dynbgw_runs}', '{}', '{}')) AS o(name, old_args, new_args),
+     LATERAL pg_catalog.pg_get_object_address('function', o.name, o.old_args) a;
 
 -- dynbgw_launch gains retry and retry_delay.
 DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean);
@@ -58,9 +54,11 @@ COMMENT ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, i
 REVOKE ALL ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval) TO dynbgw_user;
 
--- dynbgw_workers gains last_trigger, retry and retry_delay.
-DROP VIEW dynbgw_workers;
-DROP FUNCTION dynbgw_workers();
+-- dynbgw_workers gains last_trigger, retry and retry_delay.  The old
+-- function goes under another name while the new one takes its place in
+-- the view, which is replaced rather than dropped, so that views made on
+-- it stay.
+ALTER FUNCTION dynbgw_workers() RENAME TO dynbgw_workers_1_1;
 
 CREATE FUNCTION dynbgw_workers(
     OUT n integer,
@@ -92,17 +90,14 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-CREATE VIEW dynbgw_workers AS
+CREATE OR REPLACE VIEW dynbgw_workers AS
     SELECT * FROM dynbgw_workers();
 
-COMMENT ON VIEW dynbgw_workers IS
-'every dynbgw worker that exists, seen alike from every session';
+DROP FUNCTION dynbgw_workers_1_1();
 
-GRANT SELECT ON dynbgw_workers TO PUBLIC;
-
--- dynbgw_runs gains trigger and attempt: one row per attempt.
-DROP VIEW dynbgw_runs;
-DROP FUNCTION dynbgw_runs();
+-- dynbgw_runs gains trigger and attempt: one row per attempt.  Replaced
+-- in the same way.
+ALTER FUNCTION dynbgw_runs() RENAME TO dynbgw_runs_1_1;
 
 CREATE FUNCTION dynbgw_runs(
     OUT n integer,
@@ -123,13 +118,13 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_runs'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-CREATE VIEW dynbgw_runs AS
+CREATE OR REPLACE VIEW dynbgw_runs AS
     SELECT * FROM dynbgw_runs();
+
+DROP FUNCTION dynbgw_runs_1_1();
 
 COMMENT ON VIEW dynbgw_runs IS
 'the last dynbgw.history_size attempts of runs of all workers, oldest first';
-
-GRANT SELECT ON dynbgw_runs TO PUBLIC;
 
 -- Run now: the next run of a worker starts at commit.
 CREATE FUNCTION dynbgw_wake(n integer)
@@ -179,22 +174,13 @@ DECLARE
     e record;
 BEGIN
     FOR o IN
-        SELECT a.classid, a.objid, k.acl AS kept,
-               CASE WHEN a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-                   THEN 'FUNCTION ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regprocedure::pg_catalog.text
-                   ELSE 'TABLE ' OPERATOR(pg_catalog.||) a.objid::pg_catalog.regclass::pg_catalog.text END AS object,
-               coalesce(p.proowner, c.relowner) AS owner,
-               coalesce(p.proacl, c.relacl,
-                        pg_catalog.acldefault(CASE WHEN p.oid IS NULL THEN 'r' ELSE 'f' END::pg_catalog."char",
-                                              coalesce(p.proowner, c.relowner))) AS fresh
+        SELECT p.oid, k.acl AS kept,
+               'FUNCTION ' OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text AS object,
+               p.proowner AS owner,
+               coalesce(p.proacl, pg_catalog.acldefault('f'::pg_catalog."char", p.proowner)) AS fresh
         FROM pg_temp.dynbgw_kept_acl k
-        CROSS JOIN LATERAL pg_catalog.pg_get_object_address(k.kind, k.name, k.new_args) a
-        LEFT JOIN pg_catalog.pg_proc p
-               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-              AND p.oid OPERATOR(pg_catalog.=) a.objid
-        LEFT JOIN pg_catalog.pg_class c
-               ON a.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-              AND c.oid OPERATOR(pg_catalog.=) a.objid
+        CROSS JOIN LATERAL pg_catalog.pg_get_object_address('function', k.name, k.new_args) a
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) a.objid
         WHERE k.acl IS NOT NULL
     LOOP
         FOR e IN
@@ -219,7 +205,8 @@ BEGIN
                 CASE WHEN e.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
         END LOOP;
         UPDATE pg_catalog.pg_init_privs i SET initprivs = o.fresh
-        WHERE i.objoid OPERATOR(pg_catalog.=) o.objid AND i.classoid OPERATOR(pg_catalog.=) o.classid
+        WHERE i.objoid OPERATOR(pg_catalog.=) o.oid
+          AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
           AND i.objsubid OPERATOR(pg_catalog.=) 0;
     END LOOP;
 END

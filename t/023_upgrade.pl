@@ -7,8 +7,9 @@
 # - From 1.0, through 1.1 and 1.1.1, to 1.2: direct EXECUTE grants on dynbgw_launch
 #   and dynbgw_stop, a revoke from dynbgw_user and a revoke from PUBLIC on
 #   dynbgw_workers survive the functions and views made anew; workers
-#   launched under a direct grant and under dynbgw_user keep running; and
-#   pg_dump still writes out the DBA's grants.
+#   launched under a direct grant and under dynbgw_user keep running;
+#   pg_dump still writes out the DBA's grants; and the users' views on the
+#   views dynbgw_workers and dynbgw_runs stay, with their grants.
 # - From 1.1 to 1.1.1, saved definitions keep their meaning, and the DBA's
 #   grants on their table stay in dumps: owner and role
 #   by OID, the launching database as "this database", another database by
@@ -17,7 +18,11 @@
 # - From 1.1.1 to 1.2: grants on the functions and views made anew
 #   (dynbgw_launch, dynbgw_workers, dynbgw_runs) survive and stay in dumps;
 #   a worker launched before keeps its authority; the new library with the
-#   old SQL saves, restores and reports; saved rows gain retry columns.
+#   old SQL saves, restores and reports; saved rows gain retry columns;
+#   the users' views on dynbgw_workers and dynbgw_runs stay.
+# - A user's view on the function dynbgw_workers() itself blocks the update
+#   with the plain dependency error and leaves 1.1.1 whole; dropped and made
+#   again around the update, in one transaction, it lets the update through.
 
 use strict;
 use warnings;
@@ -49,7 +54,10 @@ $node->safe_psql('postgres', q{
 	REVOKE SELECT ON dynbgw_workers FROM PUBLIC;
 	GRANT SELECT ON dynbgw_workers TO carol;
 	CREATE TABLE ticks (who name);
-	GRANT INSERT ON ticks TO alice, bob;});
+	GRANT INSERT ON ticks TO alice, bob;
+	CREATE VIEW worker_pids AS SELECT n, pid FROM dynbgw_workers;
+	CREATE VIEW all_workers AS SELECT * FROM dynbgw_workers;
+	GRANT SELECT ON worker_pids TO alice;});
 
 like($node->safe_psql('postgres',
 		q{SET ROLE alice; SELECT dynbgw_launch(1, 'INSERT INTO ticks VALUES (current_user)', '100 ms')}),
@@ -60,6 +68,10 @@ like($node->safe_psql('postgres',
 my $pids = $node->safe_psql('postgres', 'SELECT string_agg(pid::text, \',\' ORDER BY n) FROM dynbgw_workers');
 
 $node->safe_psql('postgres', "ALTER EXTENSION dynbgw UPDATE TO '1.1'");
+$node->safe_psql('postgres', q{
+	CREATE VIEW run_ends AS SELECT n, finished, status FROM dynbgw_runs;
+	CREATE VIEW all_runs AS SELECT * FROM dynbgw_runs;
+	GRANT SELECT ON run_ends TO alice;});
 $node->safe_psql('postgres', 'ALTER EXTENSION dynbgw UPDATE');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
 	'1.2', 'updated to 1.2');
@@ -74,6 +86,33 @@ is($node->safe_psql('postgres', qq{
 	       has_table_privilege('carol', 'dynbgw_workers', 'SELECT'),
 	       has_table_privilege('bob', 'dynbgw_workers', 'SELECT')}),
 	't|t|t|f|t|f', 'the grants and revokes of the DBA survived both updates');
+
+# The users' views on the views stay, with their columns and grants; the
+# views of the extension have their new columns, at the end.
+my $workers_columns = 'n,pid,kind,state,database,role,command,naptime,runs,failures,'
+  . 'last_error,launched_at,launched_by_pid,last_started,last_finished,'
+  . 'last_duration,next_run,max_runs,restart,last_result,schedule,timezone,'
+  . 'last_trigger,retry,retry_delay';
+my $columns_sql = q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+	WHERE attrelid = '%s'::regclass AND attnum > 0 AND NOT attisdropped};
+is($node->safe_psql('postgres', sprintf($columns_sql, 'dynbgw_workers')),
+	$workers_columns, 'dynbgw_workers has its 25 columns in order');
+is($node->safe_psql('postgres', sprintf($columns_sql, 'all_workers')),
+	join(',', (split /,/, $workers_columns)[0 .. 18]),
+	'a user\'s SELECT * view of 1.0 keeps its 19 columns');
+is($node->safe_psql('postgres', q{SET ROLE alice; SELECT string_agg(n || ':' || pid, ',' ORDER BY n) FROM worker_pids}),
+	join(',', map { ($_ + 1) . ":" . (split /,/, $pids)[$_] } 0 .. 1),
+	'alice still reads the running workers through her grant on a user\'s view');
+is($node->safe_psql('postgres', q{SELECT string_agg(n || ':' || role, ',' ORDER BY n) FROM all_workers WHERE pid IS NOT NULL}),
+	'1:alice,2:bob', 'and the SELECT * view shows them');
+ok($node->poll_query_until('postgres', q{
+	SELECT (SELECT count(*) FROM all_runs WHERE n = 1 AND status = 'succeeded') > 0
+	   AND (SELECT count(*) FROM run_ends WHERE n = 2 AND status = 'succeeded') > 0}),
+	'the users\' views on dynbgw_runs show the runs');
+is($node->safe_psql('postgres', q{
+	SELECT has_table_privilege('alice', 'run_ends', 'SELECT'),
+	       has_table_privilege('alice', 'all_runs', 'SELECT')}),
+	't|f', 'and keep their grants');
 
 # The workers go on: the same processes, and each inserts again.
 is($node->safe_psql('postgres', 'SELECT string_agg(pid::text, \',\' ORDER BY n) FROM dynbgw_workers'),
@@ -183,7 +222,14 @@ $node->safe_psql('v111', qq{
 	REVOKE EXECUTE ON FUNCTION dynbgw_workers() FROM PUBLIC;
 	GRANT EXECUTE ON FUNCTION dynbgw_workers() TO carol, dave;
 	CREATE TABLE ticks (who name);
-	GRANT INSERT ON ticks TO dave;});
+	GRANT INSERT ON ticks TO dave;
+	REVOKE SELECT ON dynbgw_workers FROM PUBLIC;
+	GRANT SELECT ON dynbgw_workers TO dave;
+	CREATE VIEW worker_runs AS SELECT n, role, runs FROM dynbgw_workers;
+	CREATE VIEW all_workers AS SELECT * FROM dynbgw_workers;
+	CREATE VIEW run_ends AS SELECT n, finished, status FROM dynbgw_runs;
+	CREATE VIEW all_runs AS SELECT * FROM dynbgw_runs;
+	GRANT SELECT ON worker_runs, run_ends TO carol;});
 
 # The new library with 1.1.1's SQL: launches, saves, reports, restores.
 my $dave_pid = $node->safe_psql('v111', q{SET ROLE dave;
@@ -221,6 +267,31 @@ is($node->safe_psql('v111', qq{
 	't|t|f|t|f|f', 'the grants and revokes of the DBA survived the update');
 is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
 	'worker 1 still runs, as the same process');
+is($node->safe_psql('v111', q{
+	SELECT has_table_privilege('dave', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('mon', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('carol', 'worker_runs', 'SELECT'),
+	       has_table_privilege('carol', 'run_ends', 'SELECT'),
+	       has_table_privilege('carol', 'all_runs', 'SELECT')}),
+	't|f|t|t|f', 'the grant and revoke on dynbgw_workers and those on the users\' views stay');
+is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
+	$workers_columns, 'dynbgw_workers has its 25 columns in order');
+is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_runs')),
+	'n,launch,pid,role,database,started,finished,duration,status,sqlstate,message,result,trigger,attempt',
+	'dynbgw_runs its 14');
+is($node->safe_psql('v111', sprintf($columns_sql, 'all_workers') . ';'
+		  . sprintf($columns_sql, 'all_runs')),
+	join(',', (split /,/, $workers_columns)[0 .. 21])
+	  . "\nn,launch,pid,role,database,started,finished,duration,status,sqlstate,message,result",
+	'users\' SELECT * views of 1.1.1 keep their 22 and 12 columns');
+is($node->safe_psql('v111', q{SET ROLE carol; SELECT n, role FROM worker_runs;
+		RESET ROLE; SELECT n, pid FROM all_workers}),
+	"1|dave\n1|$dave_pid", 'the users\' views on dynbgw_workers show the running worker');
+my $last_run = $node->safe_psql('v111', 'SELECT max(started) FROM all_runs WHERE n = 1');
+ok($node->poll_query_until('v111', qq{
+	SELECT (SELECT max(started) FROM all_runs WHERE n = 1) > '$last_run'
+	   AND (SELECT count(*) FROM run_ends WHERE n = 1 AND status = 'succeeded') > 0}),
+	'and those on dynbgw_runs its new runs');
 my $dave_ticks = $node->safe_psql('v111', 'SELECT count(*) FROM ticks');
 ok($node->poll_query_until('v111', "SELECT count(*) > $dave_ticks + 3 FROM ticks"),
 	'and keeps its authority: the grant went to the new dynbgw_launch');
@@ -284,6 +355,36 @@ is($node->safe_psql('mine', q{
 	SELECT has_function_privilege('mallory', 'dynbgw_stop(integer, interval, integer, boolean)', 'EXECUTE'),
 	       has_table_privilege('mallory', 'dynbgw_workers', 'SELECT')}),
 	't|f', 'and the DBA\'s grant and revoke were carried over');
+
+###########################################################################
+# 5. A user's view on the function dynbgw_workers(), not on the view, holds
+#    the old function, which the update cannot then drop: a plain
+#    dependency error, and 1.1.1 as it was.  Dropped and made again around
+#    the update, in one transaction, it lets the update through.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE DATABASE onfunc');
+$node->safe_psql('onfunc', q{
+	CREATE EXTENSION dynbgw VERSION '1.1.1';
+	CREATE VIEW worker_numbers AS SELECT n FROM dynbgw_workers()});
+($ret, $out, $err) = $node->psql('onfunc', "\\set VERBOSITY verbose\nALTER EXTENSION dynbgw UPDATE");
+like($err, qr/ERROR:  2BP01: cannot drop function dynbgw_workers_1_1\(\) because other objects depend on it\n.*DETAIL:  view worker_numbers depends on function dynbgw_workers_1_1\(\)/s,
+	'a view on the function dynbgw_workers() blocks the update with the plain dependency error');
+is($node->safe_psql('onfunc', q{
+	SELECT extversion,
+	       (SELECT count(*) FROM pg_proc WHERE proname ~ '^dynbgw_(workers|runs)'),
+	       (SELECT count(*) FROM pg_attribute WHERE attrelid = 'dynbgw_workers'::regclass AND attnum > 0),
+	       to_regprocedure('dynbgw_wake(integer)') IS NULL
+	FROM pg_extension WHERE extname = 'dynbgw'}),
+	'1.1.1|2|22|t', 'and leaves 1.1.1 whole');
+$node->safe_psql('onfunc', q{
+	BEGIN;
+	DROP VIEW worker_numbers;
+	ALTER EXTENSION dynbgw UPDATE;
+	CREATE VIEW worker_numbers AS SELECT n FROM dynbgw_workers();
+	COMMIT;});
+is($node->safe_psql('onfunc', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
+	'1.2', 'dropped and made again around it, the view lets the update through');
 
 # The update's own warning aside, the log is clean.
 unlike(slurp_file($node->logfile),
