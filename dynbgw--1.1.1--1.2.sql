@@ -90,6 +90,9 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
+COMMENT ON FUNCTION dynbgw_workers() IS
+'what the view dynbgw_workers shows: every dynbgw worker that exists';
+
 CREATE OR REPLACE VIEW dynbgw_workers AS
     SELECT * FROM dynbgw_workers();
 
@@ -118,6 +121,9 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_runs'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
+COMMENT ON FUNCTION dynbgw_runs() IS
+'what the view dynbgw_runs shows: the last attempts of runs of all workers';
+
 CREATE OR REPLACE VIEW dynbgw_runs AS
     SELECT * FROM dynbgw_runs();
 
@@ -142,6 +148,11 @@ GRANT EXECUTE ON FUNCTION dynbgw_wake(integer) TO dynbgw_user;
 ALTER TABLE dynbgw_definitions
     ADD COLUMN retry integer,
     ADD COLUMN retry_delay interval;
+
+COMMENT ON COLUMN dynbgw_definitions.retry IS
+'how many times a failed run is run again, as given to dynbgw_launch(); NULL: saved before 1.2, none';
+COMMENT ON COLUMN dynbgw_definitions.retry_delay IS
+'how long before the first retry, twice as long before each next one, as given to dynbgw_launch()';
 
 CREATE OR REPLACE FUNCTION dynbgw_dump_definitions()
 RETURNS SETOF text
