@@ -4,11 +4,13 @@
 # in the order they appear, on one fresh cluster with dynbgw created in
 # database postgres (as "bash test/try" leaves it), each through psql with
 # ON_ERROR_STOP, as its superuser.  Then:
+# - no two blocks launch the same worker number;
 # - every block succeeded;
 # - no run of any worker the examples started failed;
-# - the examples stopped every worker they started (the last block, from
-#   "Uninstalling", drops the extension and dynbgw_user, so this is read
-#   from pg_stat_activity), and the extension and role are gone.
+# - the examples stopped every worker they started (the blocks of
+#   "Uninstalling", the last two, drop the extension and dynbgw_user, so
+#   this is read from pg_stat_activity), and the extension and role are
+#   gone.
 # Output shown in the README is in ```text blocks, which are not run.
 
 use strict;
@@ -33,15 +35,30 @@ while ($readme =~ /^([ \t]*)```sql\n(.*?)^\1```$/msg)
 	push @blocks, [ $first, $sql ];
 }
 cmp_ok(scalar @blocks, '>=', 10, 'README.md has its SQL examples');
-like($blocks[-1][1], qr/DROP EXTENSION dynbgw/,
-	'the last example is the one that uninstalls');
+my ($uninstall) = grep { $blocks[$_][1] =~ /DROP EXTENSION dynbgw/ } 0 .. $#blocks;
+is($uninstall, $#blocks - 1, 'the examples end with the two that uninstall');
+$uninstall //= $#blocks;
+
+# Each example launches worker numbers of its own, so that none replaces
+# or skips another's worker when a reader keeps one running.
+my %launched_in;
+for my $i (0 .. $#blocks)
+{
+	$launched_in{$_}{$i} = 1
+	  for $blocks[$i][1] =~ /dynbgw_launch\(\s*(\d+)/g;
+}
+is( join(', ',
+		map { "worker $_ in examples " . join(' and ', map { $_ + 1 } sort keys %{ $launched_in{$_} }) }
+		  grep { keys %{ $launched_in{$_} } > 1 } sort keys %launched_in),
+	'',
+	'no two examples launch the same worker number');
 
 my $node = new_node('readme');
 
 for my $i (0 .. $#blocks)
 {
 	my ($first, $sql) = @{ $blocks[$i] };
-	if ($i == $#blocks)
+	if ($i == $uninstall)
 	{
 		# Before the uninstall drops dynbgw_runs with the extension.
 		is( $node->safe_psql(

@@ -44,6 +44,11 @@ our @EXPORT = qw(
   server_major
 );
 
+# A test ended by TERM or INT (test/prove-parallel passes them on when it
+# is stopped) still stops its servers: dying runs the END block of
+# PostgreSQL::Test::Cluster, which an unhandled signal would skip.
+$SIG{TERM} = $SIG{INT} = sub { die "death by signal\n" };
+
 # A started node named $name with dynbgw created in database postgres.
 # Options: max_worker_processes (32 unless given), conf (more lines for
 # postgresql.conf), init (a hash of arguments for init, e.g.
