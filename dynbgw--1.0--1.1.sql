@@ -15,7 +15,10 @@ AS $$
 SELECT pg_catalog.set_config('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind,
     coalesce((SELECT p.proacl FROM pg_catalog.pg_proc p
               WHERE p.oid OPERATOR(pg_catalog.=) old_object::pg_catalog.regprocedure)::pg_catalog.text,
-             ''), true);
+             ''), true),
+       pg_catalog.set_config('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '_owner',
+    (SELECT p.proowner FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=) old_object::pg_catalog.regprocedure)::pg_catalog.text, true);
 $$;
 
 CREATE FUNCTION pg_temp.dynbgw_restore_acl(kind text, object text)
@@ -23,6 +26,7 @@ RETURNS void LANGUAGE plpgsql
 AS $$
 DECLARE
     kept pg_catalog.text := pg_catalog.current_setting('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind);
+    old_owner pg_catalog.oid := pg_catalog.current_setting('dynbgw_upgrade.' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '_owner')::pg_catalog.oid;
     fresh pg_catalog.aclitem[];
     owner pg_catalog.oid;
     target pg_catalog.oid := object::pg_catalog.regprocedure;
@@ -35,7 +39,8 @@ BEGIN
     IF kept OPERATOR(pg_catalog.=) '' OR kept::pg_catalog.aclitem[] OPERATOR(pg_catalog.=) fresh THEN
         RETURN;
     END IF;
-    -- The owner's own entry is the owner's business, not a grant.
+    -- The owners' own entries are theirs, not grants: an old owner's must
+    -- not become one (a superuser who made the extension, since demoted).
     FOR e IN SELECT a.grantee, a.privilege_type FROM pg_catalog.aclexplode(fresh) a
              WHERE a.grantee OPERATOR(pg_catalog.<>) owner
              EXCEPT SELECT a.grantee, a.privilege_type FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
@@ -45,6 +50,7 @@ BEGIN
     END LOOP;
     FOR e IN SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(kept::pg_catalog.aclitem[]) a
              WHERE a.grantee OPERATOR(pg_catalog.<>) owner
+               AND a.grantee OPERATOR(pg_catalog.<>) old_owner
              EXCEPT SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_catalog.aclexplode(fresh) a
     LOOP
         EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s', e.privilege_type, object,

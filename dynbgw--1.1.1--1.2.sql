@@ -13,18 +13,19 @@
 CREATE TEMPORARY TABLE dynbgw_kept_acl (
     name text[],
     new_args text[],
-    acl pg_catalog.aclitem[]);
+    acl pg_catalog.aclitem[],
+    owner pg_catalog.oid);
 
 INSERT INTO pg_temp.dynbgw_kept_acl
-SELECT o.name, o.new_args,
-       (SELECT p.proacl FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) a.objid)
+SELECT o.name, o.new_args, p.proacl, p.proowner
 FROM (VALUES
         ('{dynbgw_launch}'::pg_catalog.text[],
          '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean}'::pg_catalog.text[],
          '{integer,text,interval,name,name,bigint,interval,text,interval,interval,text,text,boolean,integer,interval}'::pg_catalog.text[]),
         ('{dynbgw_workers}', '{}', '{}'),
         ('{dynbgw_runs}', '{}', '{}')) AS o(name, old_args, new_args),
-     LATERAL pg_catalog.pg_get_object_address('function', o.name, o.old_args) a;
+     LATERAL pg_catalog.pg_get_object_address('function', o.name, o.old_args) a
+     JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) a.objid;
 
 -- dynbgw_launch gains retry and retry_delay.
 DROP FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean);
@@ -172,8 +173,9 @@ ORDER BY d.n
 $$;
 
 -- The DBA's grants and revokes, carried over: what the kept ACL has and
--- the new one lacks is granted, the reverse revoked (first), the owner's
--- own entry left alone.  Then the initial privileges are set back to a
+-- the new one lacks is granted, the reverse revoked (first), the owners'
+-- own entries left alone: an old owner's is no grant (a superuser who
+-- made the extension, since demoted, must not keep EXECUTE by it).  Then the initial privileges are set back to a
 -- fresh install's, which GRANT and REVOKE in this script would otherwise
 -- change.  This runs as a superuser with the extension's schema in
 -- search_path, which its owner may write: every operator is named
@@ -185,7 +187,7 @@ DECLARE
     e record;
 BEGIN
     FOR o IN
-        SELECT p.oid, k.acl AS kept,
+        SELECT p.oid, k.acl AS kept, k.owner AS old_owner,
                'FUNCTION ' OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text AS object,
                p.proowner AS owner,
                coalesce(p.proacl, pg_catalog.acldefault('f'::pg_catalog."char", p.proowner)) AS fresh
@@ -200,7 +202,8 @@ BEGIN
                    coalesce(kk.privilege_type, f.privilege_type) AS privilege,
                    coalesce(kk.is_grantable, false) AS grantable
             FROM (SELECT * FROM pg_catalog.aclexplode(o.kept) x
-                  WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) kk
+                  WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner
+                    AND x.grantee OPERATOR(pg_catalog.<>) o.old_owner) kk
             FULL JOIN (SELECT * FROM pg_catalog.aclexplode(o.fresh) x
                        WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) f
                    ON kk.grantee OPERATOR(pg_catalog.=) f.grantee

@@ -23,6 +23,8 @@
 # - A user's view on the function dynbgw_workers() itself blocks the update
 #   with the plain dependency error and leaves 1.1.1 whole; dropped and made
 #   again around the update, in one transaction, it lets the update through.
+# - A superuser who made the extension, demoted before another updates it,
+#   keeps no EXECUTE on the functions made anew.
 
 use strict;
 use warnings;
@@ -385,6 +387,38 @@ $node->safe_psql('onfunc', q{
 	COMMIT;});
 is($node->safe_psql('onfunc', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
 	'1.2', 'dropped and made again around it, the view lets the update through');
+
+###########################################################################
+# 6. A superuser made the extension and was demoted since; another
+#    superuser updates it.  The old owner's own EXECUTE on the functions
+#    made anew is no grant, and must not become one: from 1.0 and from
+#    1.1.1, the demoted role may not launch or read through them.
+###########################################################################
+
+$node->safe_psql('postgres', 'CREATE ROLE sa1 LOGIN SUPERUSER');
+for my $from ('1.0', '1.1.1')
+{
+	my $db = 'demoted_' . ($from =~ s/\./_/gr);
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "SET ROLE sa1; CREATE EXTENSION dynbgw VERSION '$from'");
+	$node->safe_psql('postgres', 'ALTER ROLE sa1 NOSUPERUSER');
+	$node->safe_psql($db, 'ALTER EXTENSION dynbgw UPDATE');
+	is( $node->safe_psql(
+			$db, q{
+		SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.proname)
+		FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
+		WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'dynbgw')
+		  AND d.deptype = 'e' AND p.proowner <> 'sa1'::regrole
+		  AND has_function_privilege('sa1', p.oid, 'EXECUTE')
+		  AND NOT has_function_privilege('public', p.oid, 'EXECUTE')}),
+		'',
+		"from $from: the demoted maker of the extension has EXECUTE on no function made anew");
+	my ($rc, $o, $e) = $node->psql($db,
+		"SET ROLE sa1; SELECT dynbgw_launch(6, 'SELECT 1', runs => 1)");
+	like($e, qr/permission denied for function dynbgw_launch/,
+		"from $from: and may not launch");
+	$node->safe_psql('postgres', 'ALTER ROLE sa1 SUPERUSER');
+}
 
 # The update's own warning aside, the log is clean.
 unlike(slurp_file($node->logfile),
