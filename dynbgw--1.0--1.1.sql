@@ -128,9 +128,6 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-COMMENT ON FUNCTION dynbgw_workers() IS
-'what the view dynbgw_workers shows: every dynbgw worker that exists';
-
 CREATE OR REPLACE VIEW dynbgw_workers AS
     SELECT * FROM dynbgw_workers();
 
@@ -149,9 +146,6 @@ CREATE TYPE dynbgw_outcome AS (
     message text,
     result text,
     ended_at timestamptz);
-
-COMMENT ON TYPE dynbgw_outcome IS
-'how a dynbgw worker ended, as dynbgw_wait() says';
 
 CREATE FUNCTION dynbgw_wait(n integer, timeout interval DEFAULT NULL)
 RETURNS SETOF dynbgw_outcome
@@ -178,9 +172,6 @@ CREATE FUNCTION dynbgw_runs(
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_runs'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
-
-COMMENT ON FUNCTION dynbgw_runs() IS
-'what the view dynbgw_runs shows: the last runs of all workers';
 
 CREATE VIEW dynbgw_runs AS
     SELECT * FROM dynbgw_runs();
@@ -220,39 +211,12 @@ CREATE TABLE dynbgw_definitions (
 COMMENT ON TABLE dynbgw_definitions IS
 'dynbgw workers launched with persist => true, which dynbgw_restore() launches again';
 
-COMMENT ON COLUMN dynbgw_definitions.n IS
-'the worker number';
-COMMENT ON COLUMN dynbgw_definitions.owner IS
-'the role that saved it';
-COMMENT ON COLUMN dynbgw_definitions.command IS
-'the SQL the worker runs, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.naptime IS
-'the time between runs, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.schedule IS
-'the cron schedule, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.timezone IS
-'the time zone the schedule is read in, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.database IS
-'the database the worker connects to';
-COMMENT ON COLUMN dynbgw_definitions.role IS
-'the role the worker runs as';
-COMMENT ON COLUMN dynbgw_definitions.runs IS
-'how many runs the worker makes before it exits, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.restart IS
-'how long after an abnormal end the worker is started again, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.run_timeout IS
-'how long a run may take before it is cancelled, as given to dynbgw_launch()';
-COMMENT ON COLUMN dynbgw_definitions.saved_at IS
-'when it was last saved';
-
 SELECT pg_catalog.pg_extension_config_dump('dynbgw_definitions', '');
 
 -- Each role sees and changes its own definitions only; superusers all.
 ALTER TABLE dynbgw_definitions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY dynbgw_definitions_own ON dynbgw_definitions
     USING (owner = current_user) WITH CHECK (owner = current_user);
-COMMENT ON POLICY dynbgw_definitions_own ON dynbgw_definitions IS
-'each role sees and changes its own definitions only';
 GRANT SELECT, INSERT, UPDATE, DELETE ON dynbgw_definitions TO dynbgw_user;
 
 CREATE FUNCTION dynbgw_restore(OUT n integer, OUT pid integer, OUT error text)

@@ -73,9 +73,6 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dynbgw_workers'
 LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
-COMMENT ON FUNCTION dynbgw_workers() IS
-'what the view dynbgw_workers shows: every dynbgw worker that exists';
-
 CREATE VIEW dynbgw_workers AS
     SELECT * FROM dynbgw_workers();
 

@@ -53,8 +53,6 @@ COMMENT ON COLUMN dynbgw_definitions.database IS
 CREATE POLICY dynbgw_definitions_own ON dynbgw_definitions
     USING (owner OPERATOR(pg_catalog.=) pg_catalog.quote_ident(current_user)::pg_catalog.regrole)
     WITH CHECK (owner OPERATOR(pg_catalog.=) pg_catalog.quote_ident(current_user)::pg_catalog.regrole);
-COMMENT ON POLICY dynbgw_definitions_own ON dynbgw_definitions IS
-'each role sees and changes its own definitions only';
 
 -- Row security is a filter that BYPASSRLS roles, pg_write_all_data and
 -- superusers pass; this trigger is the identity check, for every writer
@@ -69,11 +67,6 @@ CREATE TRIGGER dynbgw_definitions_guard
     FOR EACH ROW EXECUTE FUNCTION dynbgw_definitions_guard();
 ALTER TABLE dynbgw_definitions ENABLE ALWAYS TRIGGER dynbgw_definitions_guard;
 REVOKE ALL ON FUNCTION dynbgw_definitions_guard() FROM PUBLIC;
-
-COMMENT ON FUNCTION dynbgw_definitions_guard() IS
-'the trigger function of dynbgw_definitions: a row is written by its owner or a superuser only';
-COMMENT ON TRIGGER dynbgw_definitions_guard ON dynbgw_definitions IS
-'a row is written by its owner or a superuser only, whoever else bypasses row security';
 
 COMMENT ON TABLE dynbgw_definitions IS
 'dynbgw workers launched with persist => true, which dynbgw_restore() launches again; not in pg_dump''s output (see dynbgw_dump_definitions())';

@@ -155,6 +155,39 @@ COMMENT ON COLUMN dynbgw_definitions.retry IS
 COMMENT ON COLUMN dynbgw_definitions.retry_delay IS
 'how long before the first retry, twice as long before each next one, as given to dynbgw_launch()';
 
+-- Objects of earlier versions that had no comment get one here, so that
+-- databases updated from any of them have the same as a fresh install.
+COMMENT ON TYPE dynbgw_outcome IS
+'how a dynbgw worker ended, as dynbgw_wait() says';
+
+COMMENT ON COLUMN dynbgw_definitions.n IS
+'the worker number';
+COMMENT ON COLUMN dynbgw_definitions.command IS
+'the SQL the worker runs, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.naptime IS
+'the time between runs, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.schedule IS
+'the cron schedule, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.timezone IS
+'the time zone the schedule is read in, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.role IS
+'the role the worker runs as';
+COMMENT ON COLUMN dynbgw_definitions.runs IS
+'how many runs the worker makes before it exits, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.restart IS
+'how long after an abnormal end the worker is started again, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.run_timeout IS
+'how long a run may take before it is cancelled, as given to dynbgw_launch()';
+COMMENT ON COLUMN dynbgw_definitions.saved_at IS
+'when it was last saved';
+
+COMMENT ON POLICY dynbgw_definitions_own ON dynbgw_definitions IS
+'each role sees and changes its own definitions only';
+COMMENT ON FUNCTION dynbgw_definitions_guard() IS
+'the trigger function of dynbgw_definitions: a row is written by its owner or a superuser only';
+COMMENT ON TRIGGER dynbgw_definitions_guard ON dynbgw_definitions IS
+'a row is written by its owner or a superuser only, whoever else bypasses row security';
+
 CREATE OR REPLACE FUNCTION dynbgw_dump_definitions()
 RETURNS SETOF text
 LANGUAGE sql STABLE
