@@ -538,14 +538,14 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 }
 
 /*
- * Sleep until the given time, a wake or a stop request; true if woken.
- * The latch wait's own
- * timeout counts whole milliseconds, and the kernel adds up to one more, so
- * a timer of the timeout module (microseconds, and it sets the latch) wakes
- * the worker when the run is due; the latch timeout, a millisecond later,
- * only backs it up.  Interrupts are served even when the next run is
- * already due, as with naptime 0: barriers (DROP DATABASE elsewhere waits
- * for one) and cancels must not wait for a pause in the schedule.
+ * Sleep until the given time, a wake or a stop request; true if woken.  The
+ * latch wait's own timeout counts whole milliseconds, and the kernel adds
+ * up to one more, so a timer of the timeout module (microseconds, and it
+ * sets the latch) wakes the worker when the run is due; the latch timeout,
+ * a millisecond later, only backs it up.  Interrupts are served even when
+ * the next run is already due, as with naptime 0: barriers (DROP DATABASE
+ * elsewhere waits for one) and cancels must not wait for a pause in the
+ * schedule.
  */
 static bool
 dynbgw_sleep_until(TimestampTz wake_at)
