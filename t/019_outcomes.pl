@@ -92,9 +92,7 @@ SELECT state = 'active' AND wait_event IN ('Extension', 'DynbgwWait')
 # with status 3 and the error names the outcome and the message.
 ###########################################################################
 
-my $readme = slurp_file("$FindBin::RealBin/../README.md");
-my ($script) = $readme =~
-  /^```sql\n(-- \/etc\/dynbgw\/purge\.sql\n.*?)^```$/ms;
+my $script = readme_sql_block('-- /etc/dynbgw/purge.sql');
 ok(defined $script, 'README.md has the purge.sql script');
 $script //= "SELECT 'purge.sql not found in README.md';\n";
 my $script_file = PostgreSQL::Test::Utils::tempdir() . '/purge.sql';

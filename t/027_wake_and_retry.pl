@@ -119,8 +119,7 @@ q1('SELECT dynbgw_stop(n => 1)');
 # 2. The README's queue consumer, as printed.
 ###########################################################################
 
-my $readme = slurp_file("$FindBin::RealBin/../README.md");
-my ($consumer) = $readme =~ /```sql\n(-- An event-driven queue consumer\n.*?)```/s;
+my $consumer = readme_sql_block('-- An event-driven queue consumer');
 ok(defined $consumer, 'README.md has the queue consumer');
 $consumer //= "SELECT 'queue consumer not found in README.md';\n";
 my ($rc, $out, $err) = $node->psql('postgres', $consumer,

@@ -22,18 +22,7 @@ use DynbgwTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $readme = slurp_file("$FindBin::RealBin/../README.md");
-
-# [first line, SQL] of each block; a block indented under a list item
-# loses its indent.
-my @blocks;
-while ($readme =~ /^([ \t]*)```sql\n(.*?)^\1```$/msg)
-{
-	my ($indent, $sql) = ($1, $2);
-	$sql =~ s/^\Q$indent\E//mg;
-	my ($first) = $sql =~ /^(.*)$/m;
-	push @blocks, [ $first, $sql ];
-}
+my @blocks = readme_sql_blocks();
 cmp_ok(scalar @blocks, '>=', 10, 'README.md has its SQL examples');
 my ($uninstall) = grep { $blocks[$_][1] =~ /DROP EXTENSION dynbgw/ } 0 .. $#blocks;
 is($uninstall, $#blocks - 1, 'the examples end with the two that uninstall');

@@ -17,6 +17,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -42,6 +43,8 @@ our @EXPORT = qw(
   log_shows
   bg_end
   server_major
+  readme_sql_blocks
+  readme_sql_block
 );
 
 # A test ended by TERM or INT (test/prove-parallel passes them on when it
@@ -65,6 +68,30 @@ sub new_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
 	return $node;
+}
+
+# The ```sql blocks of README.md, in order, each as [first line, SQL]; a
+# block indented under a list item loses its indent.
+sub readme_sql_blocks
+{
+	my $readme = slurp_file(dirname(__FILE__) . '/../README.md');
+	my @blocks;
+	while ($readme =~ /^([ \t]*)```sql\n(.*?)^\1```$/msg)
+	{
+		my ($indent, $sql) = ($1, $2);
+		$sql =~ s/^\Q$indent\E//mg;
+		my ($first) = $sql =~ /^(.*)$/m;
+		push @blocks, [ $first, $sql ];
+	}
+	return @blocks;
+}
+
+# The SQL of the README's block whose first line is $first, or undef.
+sub readme_sql_block
+{
+	my ($first) = @_;
+	my ($block) = grep { $_->[0] eq $first } readme_sql_blocks();
+	return $block ? $block->[1] : undef;
 }
 
 # The node's major version, 14 for 14.24.  The server's own word, since
