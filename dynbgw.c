@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -87,6 +88,24 @@ _PG_init(void)
 							   PGC_POSTMASTER : PGC_SIGHUP,
 							   0,
 							   dynbgw_check_restore_databases, NULL, NULL);
+	DefineCustomIntVariable("dynbgw.max_result_size",
+							"Largest result a dynbgw worker keeps.",
+							"A run of a worker launched with keep_result whose "
+							"result would be larger fails; 0 keeps none.",
+							&dynbgw_max_result_size,
+							1024, 0, MaxAllocSize / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("dynbgw.max_total_result_size",
+							"Shared memory that the results of all dynbgw workers take at most.",
+							"A run whose result would make the total larger "
+							"fails.",
+							&dynbgw_max_total_result_size,
+							64 * 1024, 0, MAX_KILOBYTES,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dynbgw");
 
 	if (process_shared_preload_libraries_in_progress)
@@ -416,6 +435,11 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("retry is for a worker with a command"),
 					 errdetail("A worker without a command has no run that could fail.")));
+		if (def->keep_result)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("keep_result is for a worker with a command"),
+					 errdetail("A worker without a command has no rows to keep.")));
 		return;
 	}
 	command = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -435,11 +459,12 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 /*
  * dynbgw_launch(n, command, naptime, database, role, runs, restart,
  *				 if_running, wait_for_slot, run_timeout, schedule, timezone,
- *				 persist, retry, retry_delay) returns integer
+ *				 persist, retry, retry_delay, keep_result) returns integer
  *
  * Start dynbgw's own worker number n, running command every naptime, or on
  * a schedule, in database as role, and again after a failure while retries
- * are left; without a command it only counts its naps.
+ * are left, keeping the rows of each successful run if asked; without a
+ * command it only counts its naps.
  */
 Datum
 dynbgw_launch(PG_FUNCTION_ARGS)
@@ -462,6 +487,9 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	wait_for_slot_us = dynbgw_interval_arg(fcinfo, 8, "wait_for_slot");
 	dynbgw_run_timeout_arg(fcinfo, def);
 	dynbgw_retry_args(fcinfo, def);
+	/* Before 1.3 the SQL definition has no keep_result. */
+	def->keep_result = PG_NARGS() > 15 && !PG_ARGISNULL(15) &&
+		PG_GETARG_BOOL(15);
 	dynbgw_command_arg(fcinfo, def);
 
 	/* Version 1.0 of the SQL definition has no persist. */

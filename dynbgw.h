@@ -26,6 +26,8 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "tcop/dest.h"
+#include "utils/dsa.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -129,6 +131,7 @@ typedef struct DynbgwDefinition
 	int			run_timeout_ms; /* 0: none */
 	int			retry;			/* a failed run is run again this often */
 	int64		retry_delay_us; /* before the first retry; then doubled */
+	bool		keep_result;	/* keep the rows of each run's last statement */
 	int64		arg;			/* function kind: the entry point's argument */
 	char		library[MAXPGPATH];
 	char		function[BGW_MAXLEN];
@@ -264,6 +267,22 @@ typedef struct DynbgwSlot
 	ConditionVariable state_cv;
 } DynbgwSlot;
 
+/*
+ * Where the kept results are (dynbgw_result_store.c): a DSA area made on
+ * first use, holding a directory of results and the results' rows.
+ */
+typedef struct DynbgwResultStore
+{
+	LWLock		lock;			/* guards the rest and the directory */
+	bool		have_area;
+	dsa_handle	area;
+	dsa_pointer directory;		/* DynbgwResultEntry[directory_size] */
+	int			directory_size;
+	int			entries;		/* of the directory that are used */
+	uint64		total;			/* bytes of the results kept and staged */
+	uint64		last_version;
+} DynbgwResultStore;
+
 typedef struct DynbgwRegistry
 {
 	uint32		magic;			/* DYNBGW_REGISTRY_MAGIC */
@@ -274,6 +293,7 @@ typedef struct DynbgwRegistry
 	int			history_size;	/* dynbgw.history_size when it was created */
 	uint64		last_generation;
 	uint64		runs_recorded;	/* the next run goes to this % history_size */
+	DynbgwResultStore results;
 	DynbgwSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 	/* followed by DynbgwRun[history_size]: see dynbgw_history() */
 } DynbgwRegistry;
@@ -289,7 +309,7 @@ typedef struct DynbgwShape
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595236	/* "DYR6" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595237	/* "DYR7" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -316,7 +336,7 @@ typedef struct DynbgwSavedWorker
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e35	/* "DYN5" */
+#define DYNBGW_SAVED_MAGIC	0x44594e36	/* "DYN6" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*
@@ -557,9 +577,70 @@ extern int	dynbgw_history_copy(uint64 from, uint64 to, DynbgwRun *runs);
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);
 extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
-							   char *result);
+							   DestReceiver *keeper, char *result);
 extern void dynbgw_command_recover(void);
 extern void dynbgw_command_reset(const DynbgwDefinition *def);
+
+/* dynbgw_result_store.c: results kept in shared memory */
+
+/*
+ * What a kept result is of: a worker number, and task 0 for the worker's
+ * own runs (other tasks: results of many commands under one number).
+ */
+typedef struct DynbgwResultKey
+{
+	int			n;
+	uint64		task;
+} DynbgwResultKey;
+
+/* A kept result, without its data. */
+typedef struct DynbgwResultInfo
+{
+	DynbgwResultKey key;
+	uint64		generation;		/* of the launch whose run kept it */
+	uint64		version;		/* changes whenever its data does */
+	Oid			roleoid;		/* whose data it is */
+	Oid			dboid;			/* where it was made */
+	TimestampTz kept_at;
+	int64		rows;
+	int			natts;
+	Size		size;			/* of its data */
+} DynbgwResultInfo;
+
+/* Longest type name a result keeps for a column, terminator included. */
+#define DYNBGW_MAX_TYPE_NAME	(2 * NAMEDATALEN + 32)
+
+/*
+ * A result's data: natts DynbgwResultColumn, then its rows, each value as
+ * an int32 length (-1: NULL) and that many bytes, unaligned.
+ */
+typedef struct DynbgwResultColumn
+{
+	Oid			typid;
+	int32		typmod;
+	bool		binary;			/* in the type's send format; else in its
+								 * output format (types without one) */
+	char		name[NAMEDATALEN];
+	char		typname[DYNBGW_MAX_TYPE_NAME];	/* in its database */
+} DynbgwResultColumn;
+
+extern int	dynbgw_max_result_size;
+extern int	dynbgw_max_total_result_size;
+extern void dynbgw_result_stage(const DynbgwResultInfo *info, const char *data);
+extern void dynbgw_result_publish(void);
+extern void dynbgw_result_unstage(void);
+extern bool dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
+							   uint64 version);
+extern bool dynbgw_result_info(const DynbgwResultKey *key,
+							   DynbgwResultInfo *info);
+extern bool dynbgw_result_read(const DynbgwResultKey *key, uint64 version,
+							   char *data, Size len);
+extern DynbgwResultInfo *dynbgw_result_list(int *count);
+
+/* dynbgw_result_keep.c */
+extern DestReceiver *dynbgw_result_receiver(int n, uint64 generation,
+											const DynbgwDefinition *def);
+extern void dynbgw_result_keep(DestReceiver *receiver);
 
 /* dynbgw_schedule.c */
 extern void dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule);
@@ -576,6 +657,7 @@ extern int64 dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno,
 
 /* dynbgw_status.c */
 extern char *dynbgw_text_for_session(const char *str, int encoding);
+extern bool dynbgw_may_see(Oid roleoid);
 
 /* dynbgw_launch_protocol.c */
 typedef enum DynbgwIfRunning
@@ -614,6 +696,7 @@ typedef enum DynbgwSavedColumn
 	DYNBGW_SAVED_RUN_TIMEOUT,
 	DYNBGW_SAVED_RETRY,			/* since 1.2 */
 	DYNBGW_SAVED_RETRY_DELAY,
+	DYNBGW_SAVED_KEEP_RESULT,	/* since 1.3 */
 	DYNBGW_SAVED_COLUMNS
 } DynbgwSavedColumn;
 
@@ -672,6 +755,10 @@ extern PGDLLEXPORT Datum dynbgw_runs(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_next_runs(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_definitions_guard(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_restore(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_result(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_result_json(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_drop_result(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_results(PG_FUNCTION_ARGS);
 
 /*
  * What every dynamic worker of dynbgw's is: connected to a database, ended

@@ -114,17 +114,18 @@ dynbgw_result_string(char *result, const QueryCompletion *qc)
 
 /*
  * Run one statement of a command (its tag: tag) as exec_simple_query()
- * does, and keep the tag with its row count in result.
+ * does, its rows going to receiver, and keep the tag with its row count in
+ * result.
  */
 static void
 dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
-					 char *result)
+					 DestReceiver *receiver, char *result)
 {
 	bool		snapshot_set = false;
 	List	   *querytrees;
 	List	   *plantrees;
 	Portal		portal;
-	DestReceiver *receiver;
+	DestReceiver *discard = CreateDestReceiver(DestNone);
 	QueryCompletion qc;
 
 	if (analyze_requires_snapshot(parsetree))
@@ -143,9 +144,8 @@ dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
 	portal->visible = false;
 	PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
 	PortalStart(portal, NULL, 0, InvalidSnapshot);
-	receiver = CreateDestReceiver(DestNone);
-	(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, receiver, &qc);
-	receiver->rDestroy(receiver);
+	/* Rows of queries that rules add are not the statement's. */
+	(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, discard, &qc);
 	PortalDrop(portal, false);
 	dynbgw_result_string(result, &qc);
 }
@@ -153,11 +153,14 @@ dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
 /*
  * Run worker n's command once, if its authority still holds (for an idle
  * worker, that check is the whole run), and put the result of its last
- * statement in result (DYNBGW_MAX_RESULT bytes).  Rows are discarded.  On
- * error the caller recovers with dynbgw_command_recover().
+ * statement in result (DYNBGW_MAX_RESULT bytes).  The rows of the last
+ * statement go to keeper, which keeps them once the run commits, if it is
+ * not NULL; all other rows are discarded.  On error the caller recovers
+ * with dynbgw_command_recover().
  */
 void
-dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
+dynbgw_command_run(const DynbgwDefinition *def, int n, DestReceiver *keeper,
+				   char *result)
 {
 	const char *command = def->command;
 	MemoryContext run_context = CurrentMemoryContext;
@@ -204,6 +207,7 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 	{
 		RawStmt    *parsetree = lfirst_node(RawStmt, lc);
 		CommandTag	tag = CreateCommandTag(parsetree->stmt);
+		bool		last = lnext(parsetrees, lc) == NULL;
 
 		errcallback.arg = unconstify(char *, GetCommandTagName(tag));
 		if (!single)
@@ -212,7 +216,9 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 		/* Armed per statement, so that a SET earlier in the command counts. */
 		if (StatementTimeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
-		dynbgw_run_statement(parsetree, tag, command, result);
+		dynbgw_run_statement(parsetree, tag, command,
+							 last && keeper != NULL ? keeper :
+							 CreateDestReceiver(DestNone), result);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		error_context_stack = errcallback.previous;
 		CommandCounterIncrement();
@@ -221,7 +227,12 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, char *result)
 	if (!single)
 		EndImplicitTransactionBlock();
 	dynbgw_session_reset(def->roleoid, guc_level);
+	/* Staged while the run can still fail, published once it cannot. */
+	if (keeper != NULL)
+		dynbgw_result_keep(keeper);
 	CommitTransactionCommand();
+	if (keeper != NULL)
+		dynbgw_result_publish();
 	dynbgw_release_session_locks();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -308,8 +319,9 @@ dynbgw_command_reset(const DynbgwDefinition *def)
 
 /*
  * Undo what a failed run left, as PostgresMain() does after an error: the
- * transaction, portals kept across a commit inside the run, replication
- * slots it acquired or made, JIT state, timeouts and a pending cancel.
+ * transaction, a result staged to be kept, portals kept across a commit
+ * inside the run, replication slots it acquired or made, JIT state,
+ * timeouts and a pending cancel.
  * The caller has copied and flushed the error.
  */
 void
@@ -319,6 +331,7 @@ dynbgw_command_recover(void)
 	disable_all_timeouts(false);
 	QueryCancelPending = false;
 	AbortCurrentTransaction();
+	dynbgw_result_unstage();
 	PortalErrorCleanup();
 	if (MyReplicationSlot != NULL)
 		ReplicationSlotRelease();

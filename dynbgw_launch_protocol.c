@@ -359,6 +359,10 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_abandon_launch, PointerGetDatum(&launch));
 	{
+		DynbgwResultKey key = {n, 0};
+
+		/* What the number's launches before kept goes with this one. */
+		(void) dynbgw_result_drop(&key, launch.generation, 0);
 		/* Saved once the number is ours, so that a skip saves nothing. */
 		if (persist != NULL)
 			dynbgw_persist_save(persist, n, def);

@@ -36,6 +36,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -75,7 +76,8 @@ static const struct
 	[DYNBGW_SAVED_RESTART] = {"restart", INTERVALOID},
 	[DYNBGW_SAVED_RUN_TIMEOUT] = {"run_timeout", INTERVALOID},
 	[DYNBGW_SAVED_RETRY] = {"retry", INT4OID},
-	[DYNBGW_SAVED_RETRY_DELAY] = {"retry_delay", INTERVALOID}
+	[DYNBGW_SAVED_RETRY_DELAY] = {"retry_delay", INTERVALOID},
+	[DYNBGW_SAVED_KEEP_RESULT] = {"keep_result", BOOLOID}
 };
 
 /*
@@ -298,15 +300,19 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 void
 dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 {
-	Oid			argtypes[13] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
+	/* Columns that tables of earlier versions lack, from this argument on. */
+	static const char *const later_columns[] = {"retry", "retry_delay",
+	"keep_result"};
+	const int	first_later_arg = 13;
+	Oid			argtypes[14] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
 		OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID,
-	INTERVALOID};
-	Datum		values[13];
-	char		nulls[13];
-
-	/* Version 1.1.1's table has no retry columns, nor its launch the args. */
-	bool		with_retry = PG_NARGS() > 14;
-	char	   *query;
+	INTERVALOID, BOOLOID};
+	Datum		values[14];
+	char		nulls[14];
+	int			nparams = 11;
+	StringInfoData columns;
+	StringInfoData params;
+	StringInfoData updates;
 
 	dynbgw_persist_check(fcinfo, n);
 	memset(nulls, ' ', sizeof(nulls));
@@ -327,20 +333,29 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 	values[10] = def->has_schedule ?
 		CStringGetTextDatum(def->timezone) : (Datum) 0;
 	nulls[10] = def->has_schedule ? ' ' : 'n';
-	if (with_retry)
+
+	/* The launch of an earlier version has fewer arguments, its table fewer columns. */
+	initStringInfo(&columns);
+	initStringInfo(&params);
+	initStringInfo(&updates);
+	for (int i = 0; i < (int) lengthof(later_columns) &&
+		 first_later_arg + i < PG_NARGS(); i++)
 	{
-		dynbgw_arg_param(fcinfo, 13, &values[11], &nulls[11]);	/* retry */
-		dynbgw_arg_param(fcinfo, 14, &values[12], &nulls[12]);	/* retry_delay */
+		dynbgw_arg_param(fcinfo, first_later_arg + i, &values[nparams],
+						 &nulls[nparams]);
+		nparams++;
+		appendStringInfo(&columns, ", %s", later_columns[i]);
+		appendStringInfo(&params, ", $%d", nparams);
+		appendStringInfo(&updates, ", %s = $%d", later_columns[i], nparams);
 	}
 
-	query = psprintf("INSERT INTO %%s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone%s) "
-					 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11%s) "
-					 "ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11%s, saved_at = pg_catalog.now()",
-					 with_retry ? ", retry, retry_delay" : "",
-					 with_retry ? ", $12, $13" : "",
-					 with_retry ? ", retry = $12, retry_delay = $13" : "");
-	if (dynbgw_definitions_execute(fcinfo, query, with_retry ? 13 : 11,
-								   argtypes, values, nulls) != 1)
+	if (dynbgw_definitions_execute(fcinfo,
+								   psprintf("INSERT INTO %%s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone%s) "
+											"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11%s) "
+											"ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11%s, saved_at = pg_catalog.now()",
+											columns.data, params.data,
+											updates.data),
+								   nparams, argtypes, values, nulls) != 1)
 		elog(ERROR, "could not save the definition of dynbgw worker %d", n);
 }
 

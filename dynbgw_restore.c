@@ -70,10 +70,11 @@ PG_FUNCTION_INFO_V1(dynbgw_restore);
 char	   *dynbgw_restore_databases = NULL;
 
 /*
- * dynbgw_launch's arguments, in the order of version 1.2's definition;
- * that of 1.1 and 1.1.1 has the first 13.
+ * dynbgw_launch's arguments, in the order of version 1.3's definition;
+ * that of 1.2 has the first 15, that of 1.1 and 1.1.1 the first 13.
  */
-#define DYNBGW_LAUNCH_NARGS 15
+#define DYNBGW_LAUNCH_NARGS 16
+#define DYNBGW_LAUNCH_NARGS_1_2 15
 #define DYNBGW_LAUNCH_NARGS_1_1 13
 
 /* How long the launcher sleeps between looks at a restore worker. */
@@ -109,7 +110,7 @@ dynbgw_extension_schema(Oid extoid)
 }
 
 /*
- * The extension's dynbgw_launch (version 1.2's signature, or that of 1.1
+ * The extension's dynbgw_launch (version 1.3's signature, or an earlier one
  * until the update) in its schema, found without search_path; a function
  * of that name that is not the extension's does not count, whichever
  * signature it takes.  InvalidOid if missing_ok and there is none.
@@ -120,9 +121,10 @@ dynbgw_launch_oid(Oid extoid, Oid schema, bool missing_ok)
 	static const Oid argtypes[DYNBGW_LAUNCH_NARGS] = {
 		INT4OID, TEXTOID, INTERVALOID, NAMEOID, NAMEOID, INT8OID, INTERVALOID,
 		TEXTOID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, BOOLOID, INT4OID,
-		INTERVALOID
+		INTERVALOID, BOOLOID
 	};
-	static const int nargs[] = {DYNBGW_LAUNCH_NARGS, DYNBGW_LAUNCH_NARGS_1_1};
+	static const int nargs[] = {DYNBGW_LAUNCH_NARGS, DYNBGW_LAUNCH_NARGS_1_2,
+	DYNBGW_LAUNCH_NARGS_1_1};
 	List	   *name = list_make2(makeString(get_namespace_name(schema)),
 								  makeString("dynbgw_launch"));
 	bool		foreign = false;
@@ -217,6 +219,8 @@ dynbgw_restore_args(FunctionCallInfo fc, const DynbgwSaved *row)
 		DYNBGW_ARG(13, DYNBGW_SAVED_RETRY);
 		DYNBGW_ARG(14, DYNBGW_SAVED_RETRY_DELAY);
 	}
+	if (fc->nargs > DYNBGW_LAUNCH_NARGS_1_2)
+		DYNBGW_ARG(15, DYNBGW_SAVED_KEEP_RESULT);
 #undef DYNBGW_ARG
 	if (OidIsValid(row->database))
 	{

@@ -57,8 +57,8 @@ dynbgw_text_for_session(const char *str, int encoding)
 
 /* ---- listing ---- */
 
-/* Columns of version 1.2; those of an earlier one come first. */
-#define DYNBGW_WORKERS_COLS 25
+/* Columns of version 1.3; those of an earlier one come first. */
+#define DYNBGW_WORKERS_COLS 26
 #define DYNBGW_WAIT_COLS	9
 #define DYNBGW_RUNS_COLS	14
 #define DYNBGW_RUNS_CHUNK	1024	/* runs copied in one hold of the lock */
@@ -68,7 +68,7 @@ dynbgw_text_for_session(const char *str, int encoding)
  * does: as in pg_stat_activity, with its role's privileges or those of
  * pg_read_all_stats.
  */
-static bool
+bool
 dynbgw_may_see(Oid roleoid)
 {
 	return has_privs_of_role(GetUserId(), roleoid) ||
@@ -186,7 +186,8 @@ dynbgw_put_worker(ReturnSetInfo *rsinfo, int n, const DynbgwSlot *copy)
 	nulls[22] = (copy->last_started == 0);
 	values[23] = Int32GetDatum(copy->def.retry);
 	values[24] = dynbgw_interval_datum(copy->def.retry_delay_us);
-	nulls[23] = nulls[24] = (copy->def.kind != DYNBGW_KIND_SQL);
+	values[25] = BoolGetDatum(copy->def.keep_result);
+	nulls[23] = nulls[24] = nulls[25] = (copy->def.kind != DYNBGW_KIND_SQL);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 

@@ -202,6 +202,8 @@ dynbgw_worker_exit(int code, Datum arg)
 
 	/* An error or FATAL may have come with the registry lock held. */
 	LWLockReleaseAll();
+	/* A stop may have come after a result was staged. */
+	dynbgw_result_unstage();
 	memset(&report, 0, sizeof(report));
 	report.failed = code != 0;
 	report.stopped = stop_requested;
@@ -467,6 +469,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	ErrorData  *edata = NULL;
 	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
 	char		result[DYNBGW_MAX_RESULT];
+	DestReceiver *keeper = NULL;
 	bool		retrying = tt->retry_at != 0;
 	int			attempt = retrying ? tt->attempt + 1 : 1;
 	DynbgwTrigger trigger;
@@ -475,6 +478,8 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	trigger = woken ? DYNBGW_TRIGGER_WAKE :
 		retrying ? DYNBGW_TRIGGER_RETRY : DYNBGW_TRIGGER_SCHEDULE;
 	dynbgw_slot_run_start(my_number, started, trigger, attempt);
+	if (def->keep_result)
+		keeper = dynbgw_result_receiver(my_number, my_generation, def);
 	cancel_requested = false;
 	run_timed_out = false;
 	in_run = true;
@@ -482,7 +487,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	{
 		if (def->run_timeout_ms > 0)
 			enable_timeout_after(run_timeout_id, def->run_timeout_ms);
-		dynbgw_command_run(def, my_number, result);
+		dynbgw_command_run(def, my_number, keeper, result);
 		disable_timeout(run_timeout_id, false);
 	}
 	PG_CATCH();

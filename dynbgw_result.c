@@ -1,0 +1,467 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_result.c
+ *		The SQL interface of kept results: read them as rows or as jsonb,
+ *		list them, drop them.
+ *
+ * A result is its worker's role's data: only roles with that role's
+ * privileges read or drop it, from any database and as often as they
+ * like.  Values are read back with their types' receive functions, run as
+ * that role in a security-restricted operation, as PostgreSQL runs code on
+ * a table owner's behalf in vacuum_rel(): a domain's check may call the
+ * role's own functions, which must not run with the reader's rights.
+ * Types that are not built in are known only in the worker's database.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+
+#include "dynbgw.h"
+
+PG_FUNCTION_INFO_V1(dynbgw_result);
+PG_FUNCTION_INFO_V1(dynbgw_result_json);
+PG_FUNCTION_INFO_V1(dynbgw_drop_result);
+PG_FUNCTION_INFO_V1(dynbgw_results);
+
+#define DYNBGW_RESULTS_COLS 8
+
+/* A result copied out of the store, read a row at a time. */
+typedef struct DynbgwReading
+{
+	int			n;
+	DynbgwResultInfo info;
+	char	   *data;			/* info.size bytes, and a spare one */
+	DynbgwResultColumn *columns;	/* at the start of data */
+	char	   *next;			/* the next row's first value */
+	int64		rows_read;
+	FmgrInfo   *input;			/* per column: receive or input function */
+	Oid		   *ioparam;
+	int32	   *typmod;
+	MemoryContext row_context;	/* the values of the current row */
+
+	/* the reader, while the values are read as the result's role */
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} DynbgwReading;
+
+/* Whether the caller may read or drop a result: see the file header. */
+static void
+dynbgw_result_check_access(int n, const DynbgwResultInfo *info)
+{
+	char	   *rolename = GetUserNameFromId(info->roleoid, true);
+
+	if (rolename == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role of the result of dynbgw worker %d was dropped",
+						n)));
+	if (!has_privs_of_role(GetUserId(), info->roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the result of dynbgw worker %d",
+						n),
+				 errdetail("Only roles with the privileges of role \"%s\" may read or drop it.",
+						   rolename)));
+}
+
+static void
+dynbgw_result_none(int n)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("dynbgw worker %d has no result", n),
+			 errdetail("A worker launched with keep_result keeps the rows of the last statement of its last successful run, until its number is launched again or the result is dropped."),
+			 errhint("The view dynbgw_results lists the results that are kept.")));
+}
+
+/*
+ * Copy worker n's result out of the store, once the caller may read it.
+ * If it is replaced between the check and the copy, the new one is
+ * checked in turn.
+ */
+static void
+dynbgw_result_open(int n, DynbgwReading *r)
+{
+	DynbgwResultKey key = {n, 0};
+
+	memset(r, 0, sizeof(*r));
+	r->n = n;
+	for (;;)
+	{
+		if (!dynbgw_result_info(&key, &r->info))
+			dynbgw_result_none(n);
+		dynbgw_result_check_access(n, &r->info);
+		r->data = palloc(r->info.size + 1);
+		if (dynbgw_result_read(&key, r->info.version, r->data, r->info.size))
+			break;
+		pfree(r->data);
+		CHECK_FOR_INTERRUPTS();
+	}
+	r->columns = (DynbgwResultColumn *) r->data;
+	r->next = r->data + r->info.natts * sizeof(DynbgwResultColumn);
+	r->row_context = AllocSetContextCreate(CurrentMemoryContext,
+										   "dynbgw result row",
+										   ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Whether this database knows column i's type as the worker's did. */
+static void
+dynbgw_result_check_type(const DynbgwReading *r, int i)
+{
+	const DynbgwResultColumn *column = &r->columns[i];
+
+	if (column->typid >= FirstNormalObjectId && r->info.dboid != MyDatabaseId)
+	{
+		char	   *dbname = get_database_name(r->info.dboid);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("column \"%s\" of the result of dynbgw worker %d has a type of another database",
+						column->name, r->n),
+				 errdetail("Its type %s is one of database \"%s\"; in other databases only columns of built-in types can be read.",
+						   column->typname, dbname ? dbname : "?"),
+				 dbname ? errhint("Read the result in database \"%s\".", dbname) : 0));
+	}
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(column->typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type %s of column \"%s\" of the result of dynbgw worker %d no longer exists",
+						column->typname, column->name, r->n)));
+}
+
+/*
+ * Look up how to read each column: as the kept type, with the typmods of
+ * desc if given (a column definition list), else with the kept ones.
+ */
+static void
+dynbgw_result_prepare(DynbgwReading *r, TupleDesc desc)
+{
+	int			natts = r->info.natts;
+
+	r->input = palloc(natts * sizeof(FmgrInfo));
+	r->ioparam = palloc(natts * sizeof(Oid));
+	r->typmod = palloc(natts * sizeof(int32));
+	for (int i = 0; i < natts; i++)
+	{
+		Oid			func;
+
+		dynbgw_result_check_type(r, i);
+		if (r->columns[i].binary)
+			getTypeBinaryInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
+		else
+			getTypeInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
+		fmgr_info(func, &r->input[i]);
+		r->typmod[i] = desc != NULL ? TupleDescAttr(desc, i)->atttypmod :
+			r->columns[i].typmod;
+	}
+}
+
+static void
+dynbgw_result_mismatch(const DynbgwReading *r, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("column definition list does not match the result of dynbgw worker %d",
+					r->n),
+			 errdetail_internal("%s", detail),
+			 errhint("The column \"columns\" of the view dynbgw_results shows the result's columns.")));
+}
+
+/* A column definition list must name the kept types, in order. */
+static void
+dynbgw_result_check_columns(const DynbgwReading *r, TupleDesc expected)
+{
+	if (r->info.natts == 0 && expected->natts > 0)
+		dynbgw_result_mismatch(r, _("The result has no columns: the last statement of its run returned no rows."));
+	if (expected->natts != r->info.natts)
+		dynbgw_result_mismatch(r, psprintf(_("The result has %d columns, the list %d."),
+										   r->info.natts, expected->natts));
+	for (int i = 0; i < expected->natts; i++)
+	{
+		Oid			listed = TupleDescAttr(expected, i)->atttypid;
+
+		if (listed != r->columns[i].typid)
+			dynbgw_result_mismatch(r, psprintf(_("Column %d of the result, \"%s\", has type %s, not %s."),
+											   i + 1, r->columns[i].name,
+											   r->columns[i].typname,
+											   format_type_be(listed)));
+	}
+}
+
+/*
+ * Read values as the result's role, in a security-restricted operation
+ * with a safe search_path, until dynbgw_result_act_as_reader().  An error
+ * meanwhile restores the reader with the transaction or subtransaction.
+ */
+static void
+dynbgw_result_act_as_owner(DynbgwReading *r)
+{
+	GetUserIdAndSecContext(&r->save_userid, &r->save_sec_context);
+	SetUserIdAndSecContext(r->info.roleoid,
+						   r->save_sec_context | SECURITY_RESTRICTED_OPERATION);
+	r->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+}
+
+static void
+dynbgw_result_act_as_reader(DynbgwReading *r)
+{
+	AtEOXact_GUC(false, r->save_nestlevel);
+	SetUserIdAndSecContext(r->save_userid, r->save_sec_context);
+}
+
+/* Column i's value from its len bytes, in the row context. */
+static Datum
+dynbgw_result_value(DynbgwReading *r, int i, char *bytes, int32 len)
+{
+	char		saved = bytes[len];
+	Datum		value;
+
+	/* What follows is the next length or the spare byte: lent, and back. */
+	bytes[len] = '\0';
+	if (r->columns[i].binary)
+	{
+		StringInfoData buf;
+
+		buf.data = bytes;
+		buf.len = len;
+		buf.maxlen = len + 1;
+		buf.cursor = 0;
+		value = ReceiveFunctionCall(&r->input[i], &buf, r->ioparam[i],
+									r->typmod[i]);
+		if (buf.cursor != buf.len)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("incorrect binary data format in column \"%s\" of the result of dynbgw worker %d",
+							r->columns[i].name, r->n)));
+	}
+	else
+		value = InputFunctionCall(&r->input[i], bytes, r->ioparam[i],
+								  r->typmod[i]);
+	bytes[len] = saved;
+	return value;
+}
+
+/*
+ * The next row's values, in the row context, which the caller resets;
+ * false after the last row.
+ */
+static bool
+dynbgw_result_next(DynbgwReading *r, Datum *values, bool *nulls)
+{
+	char	   *end = r->data + r->info.size;
+	MemoryContext oldcontext;
+
+	if (r->rows_read == r->info.rows)
+		return false;
+	oldcontext = MemoryContextSwitchTo(r->row_context);
+	for (int i = 0; i < r->info.natts; i++)
+	{
+		int32		len;
+
+		if (end - r->next < (ptrdiff_t) sizeof(len))
+			elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+		memcpy(&len, r->next, sizeof(len));
+		r->next += sizeof(len);
+		nulls[i] = len < 0;
+		if (nulls[i])
+			continue;
+		if (end - r->next < len)
+			elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+		values[i] = dynbgw_result_value(r, i, r->next, len);
+		r->next += len;
+	}
+	MemoryContextSwitchTo(oldcontext);
+	r->rows_read++;
+	return true;
+}
+
+/*
+ * dynbgw_result(n) returns setof record
+ *
+ * The rows that worker n kept, as the types of the column definition list,
+ * which must be those kept.
+ */
+Datum
+dynbgw_result(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwReading r;
+	Datum	   *values;
+	bool	   *nulls;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
+	dynbgw_result_check_columns(&r, rsinfo->setDesc);
+	dynbgw_result_prepare(&r, rsinfo->setDesc);
+	values = palloc(r.info.natts * sizeof(Datum));
+	nulls = palloc(r.info.natts * sizeof(bool));
+
+	dynbgw_result_act_as_owner(&r);
+	while (dynbgw_result_next(&r, values, nulls))
+	{
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextReset(r.row_context);
+	}
+	dynbgw_result_act_as_reader(&r);
+	return (Datum) 0;
+}
+
+/*
+ * dynbgw_result_json(n) returns setof jsonb
+ *
+ * The rows that worker n kept, each as an object of its columns, as
+ * to_jsonb() makes it of a row.
+ */
+Datum
+dynbgw_result_json(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwReading r;
+	TupleDesc	rowdesc;
+	Datum	   *values;
+	bool	   *nulls;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
+	dynbgw_result_prepare(&r, NULL);
+	rowdesc = CreateTemplateTupleDesc(r.info.natts);
+	for (int i = 0; i < r.info.natts; i++)
+		TupleDescInitEntry(rowdesc, i + 1, r.columns[i].name,
+						   r.columns[i].typid, r.columns[i].typmod, 0);
+	rowdesc = BlessTupleDesc(rowdesc);
+	values = palloc(r.info.natts * sizeof(Datum));
+	nulls = palloc(r.info.natts * sizeof(bool));
+
+	dynbgw_result_act_as_owner(&r);
+	while (dynbgw_result_next(&r, values, nulls))
+	{
+		MemoryContext oldcontext = MemoryContextSwitchTo(r.row_context);
+		Datum		row = HeapTupleGetDatum(heap_form_tuple(rowdesc, values, nulls));
+		text	   *json = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
+		Datum		object = DirectFunctionCall1(jsonb_in,
+												 CStringGetDatum(text_to_cstring(json)));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &object, &isnull);
+		MemoryContextSwitchTo(oldcontext);
+		MemoryContextReset(r.row_context);
+	}
+	dynbgw_result_act_as_reader(&r);
+	return (Datum) 0;
+}
+
+/*
+ * dynbgw_drop_result(n) returns boolean
+ *
+ * Drop the result worker n kept, freeing its memory.  False, with a notice,
+ * if it kept none.
+ */
+Datum
+dynbgw_drop_result(PG_FUNCTION_ARGS)
+{
+	int			n = dynbgw_number_arg(fcinfo, 0, false);
+	DynbgwResultKey key = {n, 0};
+	DynbgwResultInfo info;
+
+	for (;;)
+	{
+		if (!dynbgw_result_info(&key, &info))
+		{
+			ereport(NOTICE,
+					(errmsg("dynbgw worker %d has no result", n)));
+			PG_RETURN_BOOL(false);
+		}
+		dynbgw_result_check_access(n, &info);
+		/* Only what was checked: a result kept meanwhile is checked anew. */
+		if (dynbgw_result_drop(&key, 0, info.version))
+			PG_RETURN_BOOL(true);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The columns of a result as a column definition list, "a integer, b
+ * text"; NULL if the result has changed meanwhile.
+ */
+static char *
+dynbgw_result_columns(const DynbgwResultInfo *info)
+{
+	Size		len = info->natts * sizeof(DynbgwResultColumn);
+	DynbgwResultColumn *columns = palloc(Max(len, 1));
+	StringInfoData list;
+
+	if (!dynbgw_result_read(&info->key, info->version, (char *) columns, len))
+		return NULL;
+	initStringInfo(&list);
+	for (int i = 0; i < info->natts; i++)
+		appendStringInfo(&list, "%s%s %s", i > 0 ? ", " : "",
+						 quote_identifier(columns[i].name),
+						 columns[i].typname);
+	return list.data;
+}
+
+/*
+ * dynbgw_results() returns setof record
+ *
+ * One row per result kept, with its size, so that the total is known to
+ * all; its columns only to those who may see what its worker does.
+ */
+Datum
+dynbgw_results(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwResultInfo *infos;
+	int			count;
+
+	InitMaterializedSRF(fcinfo, 0);
+	infos = dynbgw_result_list(&count);
+	for (int i = 0; i < count; i++)
+	{
+		const DynbgwResultInfo *info = &infos[i];
+		Datum		values[DYNBGW_RESULTS_COLS];
+		bool		nulls[DYNBGW_RESULTS_COLS];
+		char	   *rolename = GetUserNameFromId(info->roleoid, true);
+		char	   *dbname = get_database_name(info->dboid);
+		char	   *columns = NULL;
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(info->key.n);
+		values[1] = Int64GetDatum((int64) info->generation);
+		if (rolename != NULL)
+			values[2] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
+		nulls[2] = rolename == NULL;
+		if (dbname != NULL)
+			values[3] = DirectFunctionCall1(namein, CStringGetDatum(dbname));
+		nulls[3] = dbname == NULL;
+		values[4] = TimestampTzGetDatum(info->kept_at);
+		values[5] = Int64GetDatum(info->rows);
+		values[6] = Int64GetDatum((int64) info->size);
+		if (dynbgw_may_see(info->roleoid))
+			columns = dynbgw_result_columns(info);
+		if (columns != NULL)
+			values[7] = CStringGetTextDatum(columns);
+		nulls[7] = columns == NULL;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
