@@ -13,7 +13,7 @@ PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 # Only entry points and SQL-callable functions can be loaded by name.
 PG_CFLAGS = -fvisibility=hidden
 
-REGRESS = setup launch stop workers jobs outcomes schedules persist security grant_role wake upgrade
+REGRESS = setup launch stop workers jobs outcomes schedules persist security grant_role wake results upgrade
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw

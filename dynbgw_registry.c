@@ -68,6 +68,7 @@ dynbgw_registry_init(void *ptr, void *arg)
 	reg->slot_size = sizeof(DynbgwSlot);
 	reg->tranche_id = dynbgw_new_tranche("dynbgw");
 	LWLockInitialize(&reg->lock, reg->tranche_id);
+	LWLockInitialize(&reg->results.lock, reg->tranche_id);
 	reg->capacity = shape->capacity;
 	reg->history_size = shape->history_size;
 	/* Generations stay unique across crash-restarts, which keep workers. */

@@ -146,33 +146,6 @@ dynbgw_result_check_type(const DynbgwReading *r, int i)
 						column->typname, column->name, r->n)));
 }
 
-/*
- * Look up how to read each column: as the kept type, with the typmods of
- * desc if given (a column definition list), else with the kept ones.
- */
-static void
-dynbgw_result_prepare(DynbgwReading *r, TupleDesc desc)
-{
-	int			natts = r->info.natts;
-
-	r->input = palloc(natts * sizeof(FmgrInfo));
-	r->ioparam = palloc(natts * sizeof(Oid));
-	r->typmod = palloc(natts * sizeof(int32));
-	for (int i = 0; i < natts; i++)
-	{
-		Oid			func;
-
-		dynbgw_result_check_type(r, i);
-		if (r->columns[i].binary)
-			getTypeBinaryInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
-		else
-			getTypeInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
-		fmgr_info(func, &r->input[i]);
-		r->typmod[i] = desc != NULL ? TupleDescAttr(desc, i)->atttypmod :
-			r->columns[i].typmod;
-	}
-}
-
 static void
 dynbgw_result_mismatch(const DynbgwReading *r, const char *detail)
 {
@@ -202,6 +175,37 @@ dynbgw_result_check_columns(const DynbgwReading *r, TupleDesc expected)
 											   i + 1, r->columns[i].name,
 											   r->columns[i].typname,
 											   format_type_be(listed)));
+	}
+}
+
+/*
+ * Look up how to read each column: as the kept type, with the typmods of a
+ * column definition list if there is one (expected), else the kept ones.
+ */
+static void
+dynbgw_result_prepare(DynbgwReading *r, TupleDesc expected)
+{
+	int			natts = r->info.natts;
+
+	for (int i = 0; i < natts; i++)
+		dynbgw_result_check_type(r, i);
+	if (expected != NULL)
+		dynbgw_result_check_columns(r, expected);
+
+	r->input = palloc(natts * sizeof(FmgrInfo));
+	r->ioparam = palloc(natts * sizeof(Oid));
+	r->typmod = palloc(natts * sizeof(int32));
+	for (int i = 0; i < natts; i++)
+	{
+		Oid			func;
+
+		if (r->columns[i].binary)
+			getTypeBinaryInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
+		else
+			getTypeInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
+		fmgr_info(func, &r->input[i]);
+		r->typmod[i] = expected != NULL ?
+			TupleDescAttr(expected, i)->atttypmod : r->columns[i].typmod;
 	}
 }
 
@@ -311,7 +315,6 @@ dynbgw_result(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
-	dynbgw_result_check_columns(&r, rsinfo->setDesc);
 	dynbgw_result_prepare(&r, rsinfo->setDesc);
 	values = palloc(r.info.natts * sizeof(Datum));
 	nulls = palloc(r.info.natts * sizeof(bool));

@@ -51,10 +51,10 @@ dynbgw_keeper_append(DynbgwKeeper *keeper, const void *bytes, Size len)
 	if (reached > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("result of dynbgw worker %d exceeds \"dynbgw.max_result_size\" (%d kB)",
-						keeper->info.key.n, dynbgw_max_result_size),
-				 errdetail("It reached %zu bytes at row " INT64_FORMAT ".",
-						   reached, keeper->info.rows + 1),
+				 errmsg("result of dynbgw worker %d reached %zu bytes at row " INT64_FORMAT ", more than \"dynbgw.max_result_size\" (%d kB)",
+						keeper->info.key.n, reached, keeper->info.rows + 1,
+						dynbgw_max_result_size),
+				 errdetail("A run whose result is too large to keep fails, and keeps nothing."),
 				 errhint("Return fewer rows, or raise \"dynbgw.max_result_size\".")));
 	appendBinaryStringInfo(&keeper->data, bytes, (int) len);
 }
