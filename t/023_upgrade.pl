@@ -4,7 +4,7 @@
 # Upgrades are the users': ALTER EXTENSION dynbgw UPDATE keeps every grant
 # a DBA made and never ends a running worker.
 #
-# - From 1.0, through 1.1 and 1.1.1, to 1.2: direct EXECUTE grants on dynbgw_launch
+# - From 1.0, through 1.1, 1.1.1 and 1.2, to 1.3: direct EXECUTE grants on dynbgw_launch
 #   and dynbgw_stop, a revoke from dynbgw_user and a revoke from PUBLIC on
 #   dynbgw_workers survive the functions and views made anew; workers
 #   launched under a direct grant and under dynbgw_user keep running;
@@ -20,6 +20,9 @@
 #   a worker launched before keeps its authority; the new library with the
 #   old SQL saves, restores and reports; saved rows gain retry columns;
 #   the users' views on dynbgw_workers and dynbgw_runs stay.
+# - From 1.2 to 1.3: the same for dynbgw_launch and dynbgw_workers, made
+#   anew; saved rows gain keep_result; the worker runs on; a launch after
+#   the update keeps its result.
 # - A user's view on the function dynbgw_workers() itself blocks the update
 #   with the plain dependency error and leaves 1.1.1 whole; dropped and made
 #   again around the update, in one transaction, it lets the update through.
@@ -43,7 +46,7 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 16");
 $node->start;
 
 ###########################################################################
-# 1. 1.0 -> 1.1 -> 1.2 with a DBA's grants and running workers.
+# 1. 1.0 -> 1.1 -> 1.3 with a DBA's grants and running workers.
 ###########################################################################
 
 $node->safe_psql('postgres', q{
@@ -76,9 +79,10 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON run_ends TO alice;});
 $node->safe_psql('postgres', 'ALTER EXTENSION dynbgw UPDATE');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.2', 'updated to 1.2');
+	'1.3', 'updated to 1.3');
 
-my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)';
+my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval, boolean)';
+my $launch_12 = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)';
 my $stop = 'dynbgw_stop(integer, interval, integer, boolean)';
 is($node->safe_psql('postgres', qq{
 	SELECT has_function_privilege('alice', '$launch', 'EXECUTE'),
@@ -94,11 +98,11 @@ is($node->safe_psql('postgres', qq{
 my $workers_columns = 'n,pid,kind,state,database,role,command,naptime,runs,failures,'
   . 'last_error,launched_at,launched_by_pid,last_started,last_finished,'
   . 'last_duration,next_run,max_runs,restart,last_result,schedule,timezone,'
-  . 'last_trigger,retry,retry_delay';
+  . 'last_trigger,retry,retry_delay,keep_result';
 my $columns_sql = q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 	WHERE attrelid = '%s'::regclass AND attnum > 0 AND NOT attisdropped};
 is($node->safe_psql('postgres', sprintf($columns_sql, 'dynbgw_workers')),
-	$workers_columns, 'dynbgw_workers has its 25 columns in order');
+	$workers_columns, 'dynbgw_workers has its 26 columns in order');
 is($node->safe_psql('postgres', sprintf($columns_sql, 'all_workers')),
 	join(',', (split /,/, $workers_columns)[0 .. 18]),
 	'a user\'s SELECT * view of 1.0 keeps its 19 columns');
@@ -208,7 +212,8 @@ is($node->safe_psql('postgres', q{SELECT string_agg(n || ':' || database || ':' 
 $node->safe_psql('postgres', 'SELECT dynbgw_stop(n => 4), dynbgw_stop(n => 5)');
 
 ###########################################################################
-# 3. 1.1.1 -> 1.2 with a DBA's grants, a running worker and saved rows.
+# 3. 1.1.1 -> 1.2 -> 1.3 with a DBA's grants, a running worker and saved
+#    rows.
 ###########################################################################
 
 $node->safe_psql('postgres', 'CREATE DATABASE v111');
@@ -255,12 +260,12 @@ $node->safe_psql('v111', q{DROP FUNCTION public.dynbgw_launch(integer, text, int
 	name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)});
 $dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
 
-($ret, $out, $err) = $node->psql('v111', 'ALTER EXTENSION dynbgw UPDATE');
+($ret, $out, $err) = $node->psql('v111', "ALTER EXTENSION dynbgw UPDATE TO '1.2'");
 is($ret, 0, 'updated from 1.1.1') or diag $err;
 is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
 	'1.2', 'to 1.2');
 is($node->safe_psql('v111', qq{
-	SELECT has_function_privilege('dave', '$launch', 'EXECUTE'),
+	SELECT has_function_privilege('dave', '$launch_12', 'EXECUTE'),
 	       has_table_privilege('carol', 'dynbgw_runs', 'SELECT'),
 	       has_table_privilege('dave', 'dynbgw_runs', 'SELECT'),
 	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
@@ -277,7 +282,8 @@ is($node->safe_psql('v111', q{
 	       has_table_privilege('carol', 'all_runs', 'SELECT')}),
 	't|f|t|t|f', 'the grant and revoke on dynbgw_workers and those on the users\' views stay');
 is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
-	$workers_columns, 'dynbgw_workers has its 25 columns in order');
+	join(',', (split /,/, $workers_columns)[0 .. 24]),
+	'dynbgw_workers has its 25 columns in order');
 is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_runs')),
 	'n,launch,pid,role,database,started,finished,duration,status,sqlstate,message,result,trigger,attempt',
 	'dynbgw_runs its 14');
@@ -315,6 +321,53 @@ $node->safe_psql('v111', q{SET ROLE dave;
 	                     if_running => 'replace', persist => true, retry => 2)});
 is($node->safe_psql('v111', 'SELECT n, retry, retry_delay FROM dynbgw_definitions'),
 	'1|2|00:00:01', 'a launch after the update saves its retries');
+
+# On to 1.3, worker 1 running.
+$dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
+($ret, $out, $err) = $node->psql('v111', 'ALTER EXTENSION dynbgw UPDATE');
+is($ret, 0, 'updated from 1.2') or diag $err;
+is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
+	'1.3', 'to 1.3');
+is($node->safe_psql('v111', qq{
+	SELECT has_function_privilege('dave', '$launch', 'EXECUTE'),
+	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
+	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
+	       has_table_privilege('dave', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('mon', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('carol', 'worker_runs', 'SELECT'),
+	       has_function_privilege('dave', 'dynbgw_result_json(integer)', 'EXECUTE')}),
+	't|t|f|t|f|t|t', 'the grants and revokes of the DBA survived the update to 1.3');
+is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
+	'worker 1 still runs, as the same process');
+is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
+	$workers_columns, 'dynbgw_workers has its 26 columns in order');
+is($node->safe_psql('v111', sprintf($columns_sql, 'all_workers')),
+	join(',', (split /,/, $workers_columns)[0 .. 21]),
+	'a user\'s SELECT * view of 1.1.1 still has its 22 columns');
+is($node->safe_psql('v111', q{SET ROLE carol; SELECT n, role FROM worker_runs}),
+	'1|dave', 'and a user\'s view shows the running worker');
+$dave_ticks = $node->safe_psql('v111', 'SELECT count(*) FROM ticks');
+ok($node->poll_query_until('v111', "SELECT count(*) > $dave_ticks + 3 FROM ticks"),
+	'which keeps its authority');
+is($node->safe_psql('v111', 'SELECT n, retry, keep_result FROM dynbgw_definitions'),
+	'1|2|', 'the saved row has no keep_result');
+like($node->safe_psql('v111', 'SET ROLE dave; SELECT * FROM dynbgw_dump_definitions()'),
+	qr/retry => '2', retry_delay => '00:00:01', keep_result => NULL/, 'and dumps as such');
+IPC::Run::run([ 'pg_dump', '-s', '-d', $node->connstr('v111') ], '>', \$v111_dump, '2>', \$v111_err)
+  or diag $v111_err;
+like($v111_dump, qr/GRANT ALL ON FUNCTION public\.dynbgw_launch\(.*retry_delay interval.*keep_result boolean.*\) TO dave;/,
+	'pg_dump carries the grant on the new dynbgw_launch');
+like($v111_dump, qr/REVOKE ALL ON FUNCTION public\.dynbgw_workers\(.*\) FROM PUBLIC;/,
+	'and the revoke on the new dynbgw_workers()');
+$node->safe_psql('v111', q{SET ROLE dave;
+	SELECT dynbgw_launch(1, 'SELECT current_user AS who', '1 hour',
+	                     if_running => 'replace', persist => true, keep_result => true)});
+ok($node->poll_query_until('v111', 'SELECT count(*) = 1 FROM dynbgw_results WHERE n = 1'),
+	'a launch after the update keeps its result');
+is($node->safe_psql('v111', q{SET ROLE dave;
+	SELECT who FROM dynbgw_result(1) AS (who name)}), 'dave', 'which dave reads');
+is($node->safe_psql('v111', 'SELECT keep_result FROM dynbgw_definitions WHERE n = 1'),
+	't', 'and it is saved with keep_result');
 $node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1, forget => true)');
 
 ###########################################################################
@@ -386,7 +439,7 @@ $node->safe_psql('onfunc', q{
 	CREATE VIEW worker_numbers AS SELECT n FROM dynbgw_workers();
 	COMMIT;});
 is($node->safe_psql('onfunc', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.2', 'dropped and made again around it, the view lets the update through');
+	'1.3', 'dropped and made again around it, the view lets the update through');
 
 ###########################################################################
 # 6. A superuser made the extension and was demoted since; another

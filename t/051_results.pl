@@ -1,6 +1,5 @@
 
 # Copyright (c) dynbgw authors
-# slow: about 25 s
 
 # Kept results where they take settings, several sessions or databases,
 # and restarts (sql/results.sql shows the rest).
