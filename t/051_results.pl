@@ -16,6 +16,8 @@
 # - A stopped run keeps nothing and the total comes back; what the run
 #   before kept stays.
 # - A saved definition keeps keep_result through dynbgw_restore().
+# - The README's report script fails as a script should when the report
+#   fails.
 # - A restart empties the store.
 
 use strict;
@@ -198,6 +200,22 @@ q1('SELECT count(*) FROM dynbgw_restore()');
 is(q1('SELECT keep_result FROM dynbgw_workers WHERE n = 7'), 't', 'restored with keep_result');
 ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM dynbgw_results WHERE n = 7'),
 	'and the restored worker keeps its result');
+
+###########################################################################
+# 7. The README's report script, when the report fails: psql ends with
+#    status 3 and says why.
+###########################################################################
+
+my $report = readme_sql_block('-- /etc/dynbgw/report.sql');
+ok(defined $report, 'the README has the report script');
+($ret, $out, $err) = $node->psql('postgres', $report, extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
+is($ret, 3, 'without the orders table the script fails');
+like($err, qr/report failed: relation "orders" does not exist/, 'and says why');
+q1('CREATE TABLE orders (placed date, amount numeric)');
+q1(q{INSERT INTO orders VALUES (current_date, 2), (current_date, 3)});
+($ret, $out, $err) = $node->psql('postgres', $report, extra_params => [ '-v', 'ON_ERROR_STOP=1' ]);
+is($ret, 0, 'with it, the script succeeds');
+like($out, qr/^\d{4}-\d\d-\d\d\|2\|5$/m, 'and prints the report\'s rows');
 
 ###########################################################################
 # 7. A restart empties the store.
