@@ -204,6 +204,57 @@ BEGIN
     END LOOP;
 END $$;
 
+-- ---- 3c. results as rows ----
+
+-- What both extensions run: 1,000 rows of an integer and a 32-byte text.
+CREATE FUNCTION result_query() RETURNS text
+LANGUAGE sql IMMUTABLE AS
+$$ SELECT 'SELECT g, md5(g::text) AS h FROM generate_series(1, 1000) AS g' $$;
+
+-- From the call to having the 1,000 rows in this session: dynbgw launches,
+-- waits and reads (the rows go through the function's tuplestore, as
+-- pg_background_result's do); pg_background, where installed, launches and
+-- reads.  Then dynbgw's reading alone, in both forms, of the kept result.
+CREATE FUNCTION bench_result(k int, with_pg_background boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    got bigint;
+BEGIN
+    FOR i IN 1 .. k LOOP
+        t0 := clock_timestamp();
+        PERFORM dynbgw_launch(3, result_query(), runs => 1, keep_result => true);
+        PERFORM FROM dynbgw_wait(3) WHERE outcome = 'succeeded';
+        SELECT count(*) INTO got FROM dynbgw_result(3) AS (g integer, h text);
+        INSERT INTO sample VALUES ('result_dynbgw', ms(t0, clock_timestamp()));
+        IF got <> 1000 THEN
+            RAISE EXCEPTION 'dynbgw_result returned % rows', got;
+        END IF;
+
+        t0 := clock_timestamp();
+        PERFORM count(*) FROM dynbgw_result(3) AS (g integer, h text);
+        INSERT INTO sample VALUES ('result_read', ms(t0, clock_timestamp()));
+        t0 := clock_timestamp();
+        PERFORM count(*) FROM dynbgw_result_json(3);
+        INSERT INTO sample VALUES ('result_read_json', ms(t0, clock_timestamp()));
+
+        IF with_pg_background THEN
+            t0 := clock_timestamp();
+            EXECUTE 'SELECT count(*) FROM pg_background_result(pg_background_launch($1)) AS (g integer, h text)'
+                INTO got USING result_query();
+            INSERT INTO sample VALUES ('result_pg_background', ms(t0, clock_timestamp()));
+            IF got <> 1000 THEN
+                RAISE EXCEPTION 'pg_background_result returned % rows', got;
+            END IF;
+        END IF;
+    END LOOP;
+    PERFORM put('result_bytes_per_row', size::float8 / rows) FROM dynbgw_results WHERE n = 3;
+    -- The same rows as COPY writes them as text, for scale.
+    EXECUTE format('SELECT put(''result_text_bytes_per_row'', avg(octet_length(r::text) - 1)) FROM (%s) AS r',
+                   result_query());
+    PERFORM dynbgw_drop_result(3);
+END $$;
+
 -- ---- 4. schedule precision ----
 
 -- A session that sleeps with pg_sleep to each whole second and notes when
@@ -649,6 +700,23 @@ BEGIN
                    f(pct('wait_wakeup', 0.5)), NULL, NULL,
                    '≤ 1 ms', pct('wait_wakeup', 0.5) <= 1);
     RETURN NEXT md('dynbgw_wait wake-up, p95 ms', f(pct('wait_wakeup', 0.95)), NULL, NULL, NULL, NULL);
+
+    -- 3c. results as rows
+    r := pct('result_dynbgw', 0.5) / pct('result_pg_background', 0.5);
+    RETURN NEXT md(format('results: from the call to 1,000 rows in the session, p50 ms (n=%s): dynbgw_launch, dynbgw_wait, dynbgw_result vs pg_background_result(pg_background_launch())',
+                          cnt('result_dynbgw')),
+                   f(pct('result_dynbgw', 0.5)),
+                   coalesce(f(pct('result_pg_background', 0.5)), 'not installed'),
+                   r, NULL, NULL);
+    RETURN NEXT md('results: the same, p95 ms',
+                   f(pct('result_dynbgw', 0.95)), f(pct('result_pg_background', 0.95)),
+                   pct('result_dynbgw', 0.95) / pct('result_pg_background', 0.95), NULL, NULL);
+    RETURN NEXT md('results: reading the kept 1,000 rows again, p50 ms: dynbgw_result vs dynbgw_result_json',
+                   f(pct('result_read', 0.5)), f(pct('result_read_json', 0.5)),
+                   pct('result_read', 0.5) / pct('result_read_json', 0.5), NULL, NULL);
+    RETURN NEXT md('results: shared memory per kept row (an integer and a 32-byte text), bytes, vs the row as COPY text',
+                   f(m('result_bytes_per_row')), f(m('result_text_bytes_per_row')),
+                   m('result_bytes_per_row') / m('result_text_bytes_per_row'), NULL, NULL);
 
     -- 4. schedule precision; the baseline is for comparison, targets are absolute
     RETURN NEXT md(format('schedule error abs(t_k − (t_0 + k·100 ms)), p50 ms (n=%s runs) vs a session sleeping with pg_sleep to each start',
