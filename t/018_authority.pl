@@ -632,7 +632,7 @@ $up->safe_psql('old', q{
 	                                               int, int, int, int, int, int) TO carol;
 	REVOKE EXECUTE ON FUNCTION dynbgw_launch(integer, text, interval, name, name, bigint,
 	                                         interval, text, interval, interval, text, text,
-	                                         boolean, integer, interval) FROM carol});
+	                                         boolean, integer, interval, boolean) FROM carol});
 $up->wait_for_log(qr/dynbgw worker 1 ends for good/, $up_offset);
 pass('revoking the grant on the new function ends it for good');
 ok($up->poll_query_until('postgres', 'SELECT count(*) = 0 FROM dynbgw_workers'),
