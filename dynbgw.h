@@ -631,10 +631,8 @@ extern void dynbgw_result_publish(void);
 extern void dynbgw_result_unstage(void);
 extern bool dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
 							   uint64 version);
-extern bool dynbgw_result_info(const DynbgwResultKey *key,
-							   DynbgwResultInfo *info);
-extern bool dynbgw_result_read(const DynbgwResultKey *key, uint64 version,
-							   char *data, Size len);
+extern bool dynbgw_result_get(const DynbgwResultKey *key, uint64 version,
+							  DynbgwResultInfo *info, char *data, Size len);
 extern DynbgwResultInfo *dynbgw_result_list(int *count);
 
 /* dynbgw_result_keep.c */

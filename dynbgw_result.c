@@ -105,11 +105,12 @@ dynbgw_result_open(int n, DynbgwReading *r)
 	r->n = n;
 	for (;;)
 	{
-		if (!dynbgw_result_info(&key, &r->info))
+		if (!dynbgw_result_get(&key, 0, &r->info, NULL, 0))
 			dynbgw_result_none(n);
 		dynbgw_result_check_access(n, &r->info);
 		r->data = palloc(r->info.size + 1);
-		if (dynbgw_result_read(&key, r->info.version, r->data, r->info.size))
+		if (dynbgw_result_get(&key, r->info.version, NULL, r->data,
+							  r->info.size))
 			break;
 		pfree(r->data);
 		CHECK_FOR_INTERRUPTS();
@@ -388,7 +389,7 @@ dynbgw_drop_result(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
-		if (!dynbgw_result_info(&key, &info))
+		if (!dynbgw_result_get(&key, 0, &info, NULL, 0))
 		{
 			ereport(NOTICE,
 					(errmsg("dynbgw worker %d has no result", n)));
@@ -413,7 +414,8 @@ dynbgw_result_columns(const DynbgwResultInfo *info)
 	DynbgwResultColumn *columns = palloc(Max(len, 1));
 	StringInfoData list;
 
-	if (!dynbgw_result_read(&info->key, info->version, (char *) columns, len))
+	if (!dynbgw_result_get(&info->key, info->version, NULL, (char *) columns,
+						   len))
 		return NULL;
 	initStringInfo(&list);
 	for (int i = 0; i < info->natts; i++)

@@ -312,35 +312,14 @@ dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
 	return true;
 }
 
-/* What is kept under this key, without its data; false if nothing. */
-bool
-dynbgw_result_info(const DynbgwResultKey *key, DynbgwResultInfo *info)
-{
-	DynbgwResultStore *store = dynbgw_result_store();
-	dsa_area   *area = dynbgw_results_area(false);
-	DynbgwResultEntry *entry;
-	bool		found = false;
-
-	if (area == NULL)
-		return false;
-	LWLockAcquire(&store->lock, LW_SHARED);
-	entry = dynbgw_result_find(area, key);
-	if (entry != NULL && DsaPointerIsValid(entry->data))
-	{
-		*info = entry->info;
-		found = true;
-	}
-	LWLockRelease(&store->lock);
-	return found;
-}
-
 /*
- * Copy the first len bytes of the result of this key into data, if it is
- * still the given version; false if it has changed or is gone.
+ * What is kept under this key, if it is the given version (0: any): its
+ * description into info and the first len bytes of its data into data,
+ * each if not NULL.  False if nothing is kept, or another version.
  */
 bool
-dynbgw_result_read(const DynbgwResultKey *key, uint64 version, char *data,
-				   Size len)
+dynbgw_result_get(const DynbgwResultKey *key, uint64 version,
+				  DynbgwResultInfo *info, char *data, Size len)
 {
 	DynbgwResultStore *store = dynbgw_result_store();
 	dsa_area   *area = dynbgw_results_area(false);
@@ -352,10 +331,13 @@ dynbgw_result_read(const DynbgwResultKey *key, uint64 version, char *data,
 	LWLockAcquire(&store->lock, LW_SHARED);
 	entry = dynbgw_result_find(area, key);
 	if (entry != NULL && DsaPointerIsValid(entry->data) &&
-		entry->info.version == version)
+		(version == 0 || entry->info.version == version))
 	{
+		if (info != NULL)
+			*info = entry->info;
 		Assert(len <= entry->info.size);
-		memcpy(data, dsa_get_address(area, entry->data), len);
+		if (data != NULL)
+			memcpy(data, dsa_get_address(area, entry->data), len);
 		found = true;
 	}
 	LWLockRelease(&store->lock);

@@ -174,7 +174,7 @@ SELECT * FROM dynbgw_result(0) AS (x integer);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
-SELECT dynbgw_drop_result(n) FROM dynbgw_results ORDER BY n;
+SELECT bool_and(dynbgw_drop_result(n)) AS all_dropped FROM dynbgw_results;
 SELECT count(*) AS kept FROM dynbgw_results;
 DROP TABLE regress_report_moved, regress_checked_by;
 DROP PROCEDURE regress_out;

@@ -260,20 +260,32 @@ $node->safe_psql('v111', q{DROP FUNCTION public.dynbgw_launch(integer, text, int
 	name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)});
 $dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
 
-($ret, $out, $err) = $node->psql('v111', "ALTER EXTENSION dynbgw UPDATE TO '1.2'");
-is($ret, 0, 'updated from 1.1.1') or diag $err;
-is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.2', 'to 1.2');
-is($node->safe_psql('v111', qq{
+# Update v111 to $version with worker 1 running: the DBA's grants and
+# revokes stay ($privileges, a query, gives $expected), and so does the
+# worker's process.
+sub update_v111
+{
+	my ($version, $privileges, $expected) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my $pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
+	my ($rc, $o, $e) = $node->psql('v111', "ALTER EXTENSION dynbgw UPDATE TO '$version'");
+	is($rc, 0, "updated to $version") or diag $e;
+	is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
+		$version, "the extension is at $version");
+	is($node->safe_psql('v111', $privileges), $expected,
+		"the grants and revokes of the DBA survived the update to $version");
+	is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $pid,
+		'worker 1 still runs, as the same process');
+}
+
+update_v111('1.2', qq{
 	SELECT has_function_privilege('dave', '$launch_12', 'EXECUTE'),
 	       has_table_privilege('carol', 'dynbgw_runs', 'SELECT'),
 	       has_table_privilege('dave', 'dynbgw_runs', 'SELECT'),
 	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
 	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
-	       has_function_privilege('dave', 'dynbgw_wake(integer)', 'EXECUTE')}),
-	't|t|f|t|f|f', 'the grants and revokes of the DBA survived the update');
-is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
-	'worker 1 still runs, as the same process');
+	       has_function_privilege('dave', 'dynbgw_wake(integer)', 'EXECUTE')},
+	't|t|f|t|f|f');
 is($node->safe_psql('v111', q{
 	SELECT has_table_privilege('dave', 'dynbgw_workers', 'SELECT'),
 	       has_table_privilege('mon', 'dynbgw_workers', 'SELECT'),
@@ -322,23 +334,15 @@ $node->safe_psql('v111', q{SET ROLE dave;
 is($node->safe_psql('v111', 'SELECT n, retry, retry_delay FROM dynbgw_definitions'),
 	'1|2|00:00:01', 'a launch after the update saves its retries');
 
-# On to 1.3, worker 1 running.
-$dave_pid = $node->safe_psql('v111', 'SELECT dynbgw_pid(1)');
-($ret, $out, $err) = $node->psql('v111', 'ALTER EXTENSION dynbgw UPDATE');
-is($ret, 0, 'updated from 1.2') or diag $err;
-is($node->safe_psql('v111', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.3', 'to 1.3');
-is($node->safe_psql('v111', qq{
+update_v111('1.3', qq{
 	SELECT has_function_privilege('dave', '$launch', 'EXECUTE'),
 	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
 	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
 	       has_table_privilege('dave', 'dynbgw_workers', 'SELECT'),
 	       has_table_privilege('mon', 'dynbgw_workers', 'SELECT'),
 	       has_table_privilege('carol', 'worker_runs', 'SELECT'),
-	       has_function_privilege('dave', 'dynbgw_result_json(integer)', 'EXECUTE')}),
-	't|t|f|t|f|t|t', 'the grants and revokes of the DBA survived the update to 1.3');
-is($node->safe_psql('v111', 'SELECT dynbgw_pid(1)'), $dave_pid,
-	'worker 1 still runs, as the same process');
+	       has_function_privilege('dave', 'dynbgw_result_json(integer)', 'EXECUTE')},
+	't|t|f|t|f|t|t');
 is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
 	$workers_columns, 'dynbgw_workers has its 26 columns in order');
 is($node->safe_psql('v111', sprintf($columns_sql, 'all_workers')),
