@@ -604,6 +604,8 @@ typedef struct DynbgwResultInfo
 	TimestampTz kept_at;
 	int64		rows;
 	int			natts;
+	int			encoding;		/* of its names: its database's */
+	int			value_encoding; /* of its values: its client encoding */
 	Size		size;			/* of its data */
 } DynbgwResultInfo;
 
@@ -621,7 +623,7 @@ typedef struct DynbgwResultColumn
 	bool		binary;			/* in the type's send format; else in its
 								 * output format (types without one) */
 	char		name[NAMEDATALEN];
-	char		typname[DYNBGW_MAX_TYPE_NAME];	/* in its database */
+	char		typname[DYNBGW_MAX_TYPE_NAME];	/* as its database names it */
 } DynbgwResultColumn;
 
 extern int	dynbgw_max_result_size;
@@ -634,6 +636,9 @@ extern bool dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
 extern bool dynbgw_result_get(const DynbgwResultKey *key, uint64 version,
 							  DynbgwResultInfo *info, char *data, Size len);
 extern DynbgwResultInfo *dynbgw_result_list(int *count);
+
+/* dynbgw_result.c */
+extern void dynbgw_result_check_launch(int n, uint64 generation);
 
 /* dynbgw_result_keep.c */
 extern DestReceiver *dynbgw_result_receiver(int n, uint64 generation,

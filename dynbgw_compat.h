@@ -251,6 +251,14 @@ extern uint32 dynbgw_wait_event(DynbgwWaitEvent event);
 #define dynbgw_log_min_messages		log_min_messages
 #endif
 
+/*
+ * 19 wants a tuple descriptor built entry by entry to be finished with
+ * TupleDescFinalize() before use; before, there is nothing to finish.
+ */
+#if PG_VERSION_NUM < 190000
+#define TupleDescFinalize(tupdesc)	((void) (tupdesc))
+#endif
+
 /* 19 types the ignoring handler as a handler. */
 #if PG_VERSION_NUM < 190000
 #define PG_SIG_IGN	SIG_IGN

@@ -361,13 +361,14 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 	{
 		DynbgwResultKey key = {n, 0};
 
-		/* What the number's launches before kept goes with this one. */
-		(void) dynbgw_result_drop(&key, launch.generation, 0);
+		/* What the number's launches before kept goes once this one runs. */
+		dynbgw_result_check_launch(n, launch.generation);
 		/* Saved once the number is ours, so that a skip saves nothing. */
 		if (persist != NULL)
 			dynbgw_persist_save(persist, n, def);
 		dynbgw_register(&launch, def->restart_s, slot_deadline);
 		pid = dynbgw_wait_until_ready(&launch);
+		(void) dynbgw_result_drop(&key, launch.generation, 0);
 
 		/*
 		 * Only a launch that succeeds leaves a file for a crash-restart to

@@ -4,13 +4,17 @@
  *		The SQL interface of kept results: read them as rows or as jsonb,
  *		list them, drop them.
  *
- * A result is its worker's role's data: only roles with that role's
- * privileges read or drop it, from any database and as often as they
- * like.  Values are read back with their types' receive functions, run as
- * that role in a security-restricted operation, as PostgreSQL runs code on
- * a table owner's behalf in vacuum_rel(): a domain's check may call the
- * role's own functions, which must not run with the reader's rights.
- * Types that are not built in are known only in the worker's database.
+ * A result is its worker's role's data, made with that role's attributes
+ * (superuser, BYPASSRLS) too: only roles that may SET ROLE to it, and
+ * superusers, read or drop it, from any database and as often as they
+ * like, as only they could have run its command themselves.  Values are
+ * read back with their types' receive functions, run as that role in a
+ * security-restricted operation, as PostgreSQL runs code on a table
+ * owner's behalf in vacuum_rel(): a domain's check may call the role's own
+ * functions, which must not run with the reader's rights.  The values are
+ * in the worker's client encoding, which the reader's client encoding is
+ * set to while they are received, as a client's would be.  Types that are
+ * not built in are known only in the worker's database.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +26,7 @@
 #include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -54,6 +59,7 @@ typedef struct DynbgwReading
 	Oid		   *ioparam;
 	int32	   *typmod;
 	MemoryContext row_context;	/* the values of the current row */
+	bool		switch_encoding;	/* to the values' while they are read */
 
 	/* the reader, while the values are read as the result's role */
 	Oid			save_userid;
@@ -61,24 +67,62 @@ typedef struct DynbgwReading
 	int			save_nestlevel;
 } DynbgwReading;
 
-/* Whether the caller may read or drop a result: see the file header. */
+/*
+ * Whether the caller may read (reading) or drop a result: see the file
+ * header.  A superuser may drop the result of a role that is gone.
+ */
 static void
-dynbgw_result_check_access(int n, const DynbgwResultInfo *info)
+dynbgw_result_check_access(int n, const DynbgwResultInfo *info, bool reading)
 {
 	char	   *rolename = GetUserNameFromId(info->roleoid, true);
 
 	if (rolename == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role of the result of dynbgw worker %d was dropped",
-						n)));
-	if (!has_privs_of_role(GetUserId(), info->roleoid))
+	{
+		if (reading || !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the role of the result of dynbgw worker %d was dropped",
+							n),
+					 errhint("A superuser may drop the result with dynbgw_drop_result(%d).",
+							 n)));
+		return;
+	}
+	if (!superuser() && !member_can_set_role(GetUserId(), info->roleoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for the result of dynbgw worker %d",
 						n),
-				 errdetail("Only roles with the privileges of role \"%s\" may read or drop it.",
+				 errdetail("Only roles that may SET ROLE to \"%s\", and superusers, may read or drop it.",
 						   rolename)));
+}
+
+/*
+ * A launch of n drops what the launches before it kept (see
+ * dynbgw_result_forget_older()): it is for those who may drop that.
+ * Called once n is reserved for the launch of this generation, when no
+ * other result can come.
+ */
+void
+dynbgw_result_check_launch(int n, uint64 generation)
+{
+	DynbgwResultKey key = {n, 0};
+	DynbgwResultInfo info;
+	char	   *rolename;
+
+	if (!dynbgw_result_get(&key, 0, &info, NULL, 0) ||
+		info.generation >= generation || superuser())
+		return;
+	rolename = GetUserNameFromId(info.roleoid, true);
+	if (rolename != NULL && member_can_set_role(GetUserId(), info.roleoid))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to launch dynbgw worker %d", n),
+			 rolename != NULL ?
+			 errdetail("Its number holds a result of role \"%s\", which a launch would drop.",
+					   rolename) :
+			 errdetail("Its number holds a result of a dropped role, which a launch would drop."),
+			 errhint("Launch another number, or drop the result first.")));
 }
 
 static void
@@ -107,7 +151,7 @@ dynbgw_result_open(int n, DynbgwReading *r)
 	{
 		if (!dynbgw_result_get(&key, 0, &r->info, NULL, 0))
 			dynbgw_result_none(n);
-		dynbgw_result_check_access(n, &r->info);
+		dynbgw_result_check_access(n, &r->info, true);
 		r->data = palloc(r->info.size + 1);
 		if (dynbgw_result_get(&key, r->info.version, NULL, r->data,
 							  r->info.size))
@@ -122,11 +166,20 @@ dynbgw_result_open(int n, DynbgwReading *r)
 										   ALLOCSET_DEFAULT_SIZES);
 }
 
+/* Column i's name, or type's name, in this database's encoding. */
+static char *
+dynbgw_result_name(const DynbgwReading *r, const char *name)
+{
+	return dynbgw_text_for_session(name, r->info.encoding);
+}
+
 /* Whether this database knows column i's type as the worker's did. */
 static void
 dynbgw_result_check_type(const DynbgwReading *r, int i)
 {
 	const DynbgwResultColumn *column = &r->columns[i];
+	char	   *name = dynbgw_result_name(r, column->name);
+	char	   *typname = dynbgw_result_name(r, column->typname);
 
 	if (column->typid >= FirstNormalObjectId && r->info.dboid != MyDatabaseId)
 	{
@@ -135,16 +188,16 @@ dynbgw_result_check_type(const DynbgwReading *r, int i)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("column \"%s\" of the result of dynbgw worker %d has a type of another database",
-						column->name, r->n),
+						name, r->n),
 				 errdetail("Its type %s is one of database \"%s\"; in other databases only columns of built-in types can be read.",
-						   column->typname, dbname ? dbname : "?"),
+						   typname, dbname ? dbname : "?"),
 				 dbname ? errhint("Read the result in database \"%s\".", dbname) : 0));
 	}
 	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(column->typid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("type %s of column \"%s\" of the result of dynbgw worker %d no longer exists",
-						column->typname, column->name, r->n)));
+						typname, name, r->n)));
 }
 
 static void
@@ -163,7 +216,7 @@ static void
 dynbgw_result_check_columns(const DynbgwReading *r, TupleDesc expected)
 {
 	if (r->info.natts == 0 && expected->natts > 0)
-		dynbgw_result_mismatch(r, _("The result has no columns: the last statement of its run returned no rows."));
+		dynbgw_result_mismatch(r, _("The result has no columns: the last statement of its run returned none, or no rows at all."));
 	if (expected->natts != r->info.natts)
 		dynbgw_result_mismatch(r, psprintf(_("The result has %d columns, the list %d."),
 										   r->info.natts, expected->natts));
@@ -173,8 +226,9 @@ dynbgw_result_check_columns(const DynbgwReading *r, TupleDesc expected)
 
 		if (listed != r->columns[i].typid)
 			dynbgw_result_mismatch(r, psprintf(_("Column %d of the result, \"%s\", has type %s, not %s."),
-											   i + 1, r->columns[i].name,
-											   r->columns[i].typname,
+											   i + 1,
+											   dynbgw_result_name(r, r->columns[i].name),
+											   dynbgw_result_name(r, r->columns[i].typname),
 											   format_type_be(listed)));
 	}
 }
@@ -192,6 +246,14 @@ dynbgw_result_prepare(DynbgwReading *r, TupleDesc expected)
 		dynbgw_result_check_type(r, i);
 	if (expected != NULL)
 		dynbgw_result_check_columns(r, expected);
+
+	r->switch_encoding = r->info.value_encoding != pg_get_client_encoding();
+	if (r->switch_encoding && PrepareClientEncoding(r->info.value_encoding) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the result of dynbgw worker %d is in encoding \"%s\", which cannot be converted to \"%s\"",
+						r->n, pg_encoding_to_char(r->info.value_encoding),
+						GetDatabaseEncodingName())));
 
 	r->input = palloc(natts * sizeof(FmgrInfo));
 	r->ioparam = palloc(natts * sizeof(Oid));
@@ -260,25 +322,18 @@ dynbgw_result_value(DynbgwReading *r, int i, char *bytes, int32 len)
 							r->columns[i].name, r->n)));
 	}
 	else
-		value = InputFunctionCall(&r->input[i], bytes, r->ioparam[i],
-								  r->typmod[i]);
+		value = InputFunctionCall(&r->input[i], pg_client_to_server(bytes, len),
+								  r->ioparam[i], r->typmod[i]);
 	bytes[len] = saved;
 	return value;
 }
 
-/*
- * The next row's values, in the row context, which the caller resets;
- * false after the last row.
- */
-static bool
-dynbgw_result_next(DynbgwReading *r, Datum *values, bool *nulls)
+/* The values of the row at r->next, which moves on past it. */
+static void
+dynbgw_result_values(DynbgwReading *r, Datum *values, bool *nulls)
 {
 	char	   *end = r->data + r->info.size;
-	MemoryContext oldcontext;
 
-	if (r->rows_read == r->info.rows)
-		return false;
-	oldcontext = MemoryContextSwitchTo(r->row_context);
 	for (int i = 0; i < r->info.natts; i++)
 	{
 		int32		len;
@@ -295,6 +350,33 @@ dynbgw_result_next(DynbgwReading *r, Datum *values, bool *nulls)
 		values[i] = dynbgw_result_value(r, i, r->next, len);
 		r->next += len;
 	}
+}
+
+/*
+ * The next row's values, in the row context, which the caller resets;
+ * false after the last row.  The client encoding is the values' meanwhile.
+ */
+static bool
+dynbgw_result_next(DynbgwReading *r, Datum *values, bool *nulls)
+{
+	MemoryContext oldcontext;
+	int			reader_encoding = pg_get_client_encoding();
+
+	if (r->rows_read == r->info.rows)
+		return false;
+	oldcontext = MemoryContextSwitchTo(r->row_context);
+	if (r->switch_encoding)
+		SetClientEncoding(r->info.value_encoding);
+	PG_TRY();
+	{
+		dynbgw_result_values(r, values, nulls);
+	}
+	PG_FINALLY();
+	{
+		if (r->switch_encoding)
+			SetClientEncoding(reader_encoding);
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(oldcontext);
 	r->rows_read++;
 	return true;
@@ -350,8 +432,10 @@ dynbgw_result_json(PG_FUNCTION_ARGS)
 	dynbgw_result_prepare(&r, NULL);
 	rowdesc = CreateTemplateTupleDesc(r.info.natts);
 	for (int i = 0; i < r.info.natts; i++)
-		TupleDescInitEntry(rowdesc, i + 1, r.columns[i].name,
+		TupleDescInitEntry(rowdesc, i + 1,
+						   dynbgw_result_name(&r, r.columns[i].name),
 						   r.columns[i].typid, r.columns[i].typmod, 0);
+	TupleDescFinalize(rowdesc);
 	rowdesc = BlessTupleDesc(rowdesc);
 	values = palloc(r.info.natts * sizeof(Datum));
 	nulls = palloc(r.info.natts * sizeof(bool));
@@ -395,7 +479,7 @@ dynbgw_drop_result(PG_FUNCTION_ARGS)
 					(errmsg("dynbgw worker %d has no result", n)));
 			PG_RETURN_BOOL(false);
 		}
-		dynbgw_result_check_access(n, &info);
+		dynbgw_result_check_access(n, &info, false);
 		/* Only what was checked: a result kept meanwhile is checked anew. */
 		if (dynbgw_result_drop(&key, 0, info.version))
 			PG_RETURN_BOOL(true);
@@ -420,8 +504,10 @@ dynbgw_result_columns(const DynbgwResultInfo *info)
 	initStringInfo(&list);
 	for (int i = 0; i < info->natts; i++)
 		appendStringInfo(&list, "%s%s %s", i > 0 ? ", " : "",
-						 quote_identifier(columns[i].name),
-						 columns[i].typname);
+						 quote_identifier(dynbgw_text_for_session(columns[i].name,
+																  info->encoding)),
+						 dynbgw_text_for_session(columns[i].typname,
+												 info->encoding));
 	return list.data;
 }
 
@@ -429,7 +515,8 @@ dynbgw_result_columns(const DynbgwResultInfo *info)
  * dynbgw_results() returns setof record
  *
  * One row per result kept, with its size, so that the total is known to
- * all; its columns only to those who may see what its worker does.
+ * all; when it was kept, its rows and its columns only to those who may
+ * see what its worker does, as in dynbgw_workers.
  */
 Datum
 dynbgw_results(PG_FUNCTION_ARGS)
@@ -458,11 +545,14 @@ dynbgw_results(PG_FUNCTION_ARGS)
 		if (dbname != NULL)
 			values[3] = DirectFunctionCall1(namein, CStringGetDatum(dbname));
 		nulls[3] = dbname == NULL;
-		values[4] = TimestampTzGetDatum(info->kept_at);
-		values[5] = Int64GetDatum(info->rows);
 		values[6] = Int64GetDatum((int64) info->size);
 		if (dynbgw_may_see(info->roleoid))
+		{
+			values[4] = TimestampTzGetDatum(info->kept_at);
+			values[5] = Int64GetDatum(info->rows);
 			columns = dynbgw_result_columns(info);
+		}
+		nulls[4] = nulls[5] = columns == NULL;
 		if (columns != NULL)
 			values[7] = CStringGetTextDatum(columns);
 		nulls[7] = columns == NULL;

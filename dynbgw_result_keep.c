@@ -5,14 +5,17 @@
  *		its last statement, written out for the result store.
  *
  * The rows are written as the statement returns them, into the run's
- * memory, each value in its type's binary send format.  That format is
- * exact whatever the run set DateStyle, extra_float_digits or TimeZone to,
- * and the receive functions that read it back check what they read: a row
- * type or array changed since refuses values of the old shape.  A type
- * without a send function is kept in its text form.  An anonymous record,
- * which no other process could read back, is kept as json.  A result
- * larger than dynbgw.max_result_size fails the statement, and so the run,
- * as soon as it gets there.
+ * memory, each value in its type's binary send format, as a client would
+ * receive it.  That format is exact whatever the run set DateStyle,
+ * extra_float_digits or TimeZone to, and the receive functions that read it
+ * back check what they read: a row type or array changed since refuses
+ * values of the old shape.  Its text is in the worker's client encoding,
+ * which the result records, and so are the values of a type without a
+ * send function, kept in their text form; names are in the database's.
+ * An anonymous record or array, which no other process could read back,
+ * is kept as json.  A
+ * result larger than dynbgw.max_result_size fails the statement, and so
+ * the run, as soon as it gets there.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -36,6 +40,7 @@ typedef struct DynbgwKeeper
 	StringInfoData data;		/* columns, then rows */
 	MemoryContext context;		/* of the run: data and the per-column state */
 	MemoryContext row_context;	/* reset after each row */
+	int			client_encoding;	/* of the values sent */
 	FmgrInfo   *output;			/* per column: its send or output function */
 	bool	   *binary;			/* ... which of the two */
 	PGFunction *to_json;		/* ... for an anonymous record, else NULL */
@@ -69,6 +74,11 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	resetStringInfo(&keeper->data);
 	keeper->info.rows = 0;
 	keeper->info.natts = natts;
+	/* A client encoding of SQL_ASCII converts nothing. */
+	keeper->client_encoding = pg_get_client_encoding();
+	keeper->info.encoding = GetDatabaseEncoding();
+	keeper->info.value_encoding = keeper->client_encoding == PG_SQL_ASCII ?
+		GetDatabaseEncoding() : keeper->client_encoding;
 	keeper->output = MemoryContextAlloc(keeper->context, natts * sizeof(FmgrInfo));
 	keeper->binary = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
 	keeper->to_json = MemoryContextAlloc(keeper->context, natts * sizeof(PGFunction));
@@ -83,10 +93,12 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		column.typid = attr->atttypid;
 		column.typmod = attr->atttypmod;
 		keeper->to_json[i] = NULL;
-		if (column.typid == RECORDOID || column.typid == RECORDARRAYOID)
+		if (column.typid == RECORDOID)
+			keeper->to_json[i] = row_to_json;
+		else if (column.typid == RECORDARRAYOID || column.typid == ANYARRAYOID)
+			keeper->to_json[i] = array_to_json;
+		if (keeper->to_json[i] != NULL)
 		{
-			keeper->to_json[i] = column.typid == RECORDOID ?
-				row_to_json : array_to_json;
 			column.typid = JSONOID;
 			column.typmod = -1;
 		}
@@ -115,6 +127,12 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 	DynbgwKeeper *keeper = (DynbgwKeeper *) self;
 	MemoryContext oldcontext = MemoryContextSwitchTo(keeper->row_context);
 
+	/* All values in the encoding the result records. */
+	if (pg_get_client_encoding() != keeper->client_encoding)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("client_encoding changed while dynbgw worker %d kept rows",
+						keeper->info.key.n)));
 	slot_getallattrs(slot);
 	for (int i = 0; i < keeper->info.natts; i++)
 	{
@@ -135,7 +153,9 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 			}
 			else
 			{
-				bytes = OutputFunctionCall(&keeper->output[i], value);
+				char	   *text = OutputFunctionCall(&keeper->output[i], value);
+
+				bytes = pg_server_to_client(text, strlen(text));
 				len = strlen(bytes);
 			}
 		}

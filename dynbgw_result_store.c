@@ -275,9 +275,10 @@ dynbgw_result_unstage(void)
 }
 
 /*
- * Drop the result of this key if it is still the given version (0: any),
- * and refuse results of launches before generation from now on.  True if
- * a result was dropped.
+ * Drop the result of this key if it is the given version (0: any) and was
+ * kept by a launch before generation (0: by any launch); with a
+ * generation, also refuse results of launches before it from now on.
+ * True if a result was dropped.
  */
 bool
 dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
@@ -292,19 +293,18 @@ dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
 		return false;
 	LWLockAcquire(&store->lock, LW_EXCLUSIVE);
 	entry = dynbgw_result_find(area, key);
-	if (entry != NULL)
+	if (entry != NULL && DsaPointerIsValid(entry->data) &&
+		(version == 0 || entry->info.version == version) &&
+		(generation == 0 || entry->info.generation < generation))
 	{
-		entry->info.generation = Max(entry->info.generation, generation);
-		if (DsaPointerIsValid(entry->data) &&
-			(version == 0 || entry->info.version == version))
-		{
-			dropped = entry->data;
-			store->total -= entry->info.size;
-			entry->data = InvalidDsaPointer;
-			entry->info.size = 0;
-			entry->info.version = ++store->last_version;
-		}
+		dropped = entry->data;
+		store->total -= entry->info.size;
+		entry->data = InvalidDsaPointer;
+		entry->info.size = 0;
+		entry->info.version = ++store->last_version;
 	}
+	if (entry != NULL)
+		entry->info.generation = Max(entry->info.generation, generation);
 	LWLockRelease(&store->lock);
 	if (!DsaPointerIsValid(dropped))
 		return false;

@@ -61,8 +61,9 @@ SELECT * FROM dynbgw_result(1);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
--- The role's data: members and superusers read it; others, and
--- pg_read_all_stats, which sees only the columns, are refused (42501).
+-- The role's data: roles that may SET ROLE to it and superusers read it;
+-- others are refused (42501), and see only its size in dynbgw_results;
+-- pg_read_all_stats sees its rows and columns there, no more.
 SET ROLE regress_dynbgw_result_member;
 SELECT count(*) AS member_reads FROM dynbgw_result_json(1);
 SET ROLE regress_dynbgw_result_other;
@@ -72,11 +73,20 @@ SELECT * FROM dynbgw_result(1) AS (id integer);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_drop_result(1);
 \echo :LAST_ERROR_SQLSTATE
-SELECT n, rows, columns IS NULL AS columns_hidden FROM dynbgw_results;
+SELECT n, size > 0 AS size_shown, kept_at IS NULL AND rows IS NULL AND columns IS NULL AS rest_hidden
+  FROM dynbgw_results;
+-- Nor may it launch the number, which would drop the result (42501).
+RESET ROLE;
+GRANT dynbgw_user TO regress_dynbgw_result_other;
+SET ROLE regress_dynbgw_result_other;
+SELECT dynbgw_launch(1, 'SELECT 1', runs => 1);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+REVOKE dynbgw_user FROM regress_dynbgw_result_other;
 SET ROLE regress_dynbgw_result_stats;
 SELECT count(*) FROM dynbgw_result_json(1);
 \echo :LAST_ERROR_SQLSTATE
-SELECT n, columns IS NOT NULL AS columns_shown FROM dynbgw_results;
+SELECT n, rows, columns IS NOT NULL AS columns_shown FROM dynbgw_results;
 RESET ROLE;
 SELECT count(*) AS superuser_reads FROM dynbgw_result_json(1);
 
@@ -101,6 +111,33 @@ RESET ROLE;
 SELECT * FROM dynbgw_result(2) AS (noted regress_noted);
 SELECT * FROM dynbgw_result_json(2);
 SELECT who, count(*) FROM regress_checked_by GROUP BY who;
+
+-- Values come back as they were, whatever the client encoding of the
+-- worker (its role's setting here) or of the reader.
+ALTER ROLE regress_dynbgw_result_owner SET client_encoding = 'LATIN1';
+SET ROLE regress_dynbgw_result_owner;
+SELECT dynbgw_launch(2, $$SELECT 'caf' || chr(233) AS word, ARRAY['na' || chr(239) || 've'] AS words,
+                              jsonb_build_object('k', chr(233)) AS j$$,
+                     runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(2, '30 s');
+RESET ROLE;
+ALTER ROLE regress_dynbgw_result_owner RESET client_encoding;
+SELECT word = 'caf' || chr(233) AS word_same, words[1] = 'na' || chr(239) || 've' AS words_same,
+       j ->> 'k' = chr(233) AS j_same
+  FROM dynbgw_result(2) AS (word text, words text[], j jsonb);
+SET client_encoding = 'LATIN1';
+SELECT word = 'caf' || chr(233) AS word_same, j ->> 'k' = chr(233) AS j_same
+  FROM dynbgw_result(2) AS (word text, words text[], j jsonb);
+SELECT r ->> 'word' = 'caf' || chr(233) AS json_same FROM dynbgw_result_json(2) AS r;
+RESET client_encoding;
+
+-- Kept as json: anonymous records, and arrays of a pseudo-type.
+ANALYZE regress_report;
+SELECT dynbgw_launch(2, $$SELECT histogram_bounds FROM pg_stats
+                          WHERE tablename = 'regress_report' AND attname = 'id'$$,
+                     runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(2, '30 s');
+SELECT * FROM dynbgw_result(2) AS (histogram_bounds json);
 
 -- A type dropped while kept: both forms say so (42704), also when a type
 -- of the same name was made since.
@@ -157,6 +194,19 @@ SELECT * FROM dynbgw_result(4) AS (reports bigint);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_stop(n => 4) AS stopped;
 
+-- A launch that fails leaves the result of the launch before.
+SELECT dynbgw_launch(4, 'SELECT 4 AS four', runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(4, '30 s');
+RESET ROLE;
+CREATE DATABASE regress_dynbgw_closed ALLOW_CONNECTIONS false;
+SET ROLE regress_dynbgw_result_owner;
+SELECT dynbgw_launch(4, 'SELECT 1', database => 'regress_dynbgw_closed');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM dynbgw_result(4) AS (four integer);
+RESET ROLE;
+DROP DATABASE regress_dynbgw_closed;
+SET ROLE regress_dynbgw_result_owner;
+
 -- keep_result needs a command (22023); it shows in dynbgw_workers.
 SELECT dynbgw_launch(5, naptime => '1 hour', keep_result => true);
 \echo :LAST_ERROR_SQLSTATE
@@ -173,6 +223,24 @@ SELECT * FROM dynbgw_result(NULL) AS (x integer);
 SELECT * FROM dynbgw_result(0) AS (x integer);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+
+-- The result of a role that was dropped: nobody reads it, a superuser
+-- may drop it.
+CREATE ROLE regress_dynbgw_result_gone LOGIN;
+GRANT dynbgw_user TO regress_dynbgw_result_gone;
+SET ROLE regress_dynbgw_result_gone;
+SELECT dynbgw_launch(6, 'SELECT 6 AS six', runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(6, '30 s');
+RESET ROLE;
+DROP ROLE regress_dynbgw_result_gone;
+SELECT n, role, size > 0 AS kept FROM dynbgw_results WHERE n = 6;
+SELECT * FROM dynbgw_result(6) AS (six integer);
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_dynbgw_result_owner;
+SELECT dynbgw_drop_result(6);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT dynbgw_drop_result(6) AS dropped_by_superuser;
 
 SELECT bool_and(dynbgw_drop_result(n)) AS all_dropped FROM dynbgw_results;
 SELECT count(*) AS kept FROM dynbgw_results;

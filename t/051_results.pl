@@ -9,8 +9,11 @@
 # - dynbgw.max_total_result_size: a result that would pass it fails its
 #   run with 53400; a worker replacing its own result is not held back by
 #   it; a drop makes room.
-# - Sessions of another database read built-in types, in both forms, and
-#   are refused types of the worker's database (0A000).
+# - Sessions of another database read built-in types, in both forms, text
+#   exactly whatever the two databases' encodings, and are refused types of
+#   the worker's database (0A000).
+# - A role with a superuser's privileges but no SET ROLE to it (16+) does
+#   not read the superuser's result.
 # - Reads during runs that replace the result see one whole result, never
 #   a mix.
 # - A stopped run keeps nothing and the total comes back; what the run
@@ -131,6 +134,39 @@ like($err, qr/ERROR:  0A000: column "pair" of the result of dynbgw worker 4 has 
 	'another database is refused it, clearly');
 is(q1('SELECT * FROM dynbgw_result(4) AS (pair local_pair)'), '(1,x)',
 	'its own database reads it');
+
+# Text between databases of different encodings comes back as it was.
+q1(q{CREATE DATABASE latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0});
+$node->safe_psql('latin1', 'CREATE EXTENSION dynbgw');
+$node->safe_psql('latin1',
+	q{SELECT dynbgw_launch(4, $$SELECT 'caf' || chr(233) AS word$$, runs => 1, keep_result => true)});
+is(outcome(4), 'succeeded -', 'a result kept in a LATIN1 database');
+is( q1( q{SELECT word = 'caf' || chr(233) FROM dynbgw_result(4) AS (word text)}),
+	't', 'reads the same in a UTF8 one');
+q1(q{SELECT dynbgw_launch(4, $$SELECT 'na' || chr(239) || 've' AS word$$, runs => 1, keep_result => true)});
+is(outcome(4), 'succeeded -', 'and one kept in the UTF8 database');
+is( $node->safe_psql(
+		'latin1', q{SELECT (r ->> 'word') = 'na' || chr(239) || 've' FROM dynbgw_result_json(4) r}),
+	't', 'reads the same in the LATIN1 one');
+
+# A role with the privileges of a superuser but without SET ROLE to it
+# (16+) may not read what the superuser's worker kept: it could not have
+# run the command itself.
+SKIP:
+{
+	skip 'SET and INHERIT options of role grants come with 16', 2
+	  if server_major($node) < 16;
+	q1(q{CREATE ROLE boss SUPERUSER; CREATE ROLE helper LOGIN;
+		 GRANT boss TO helper WITH INHERIT TRUE, SET FALSE});
+	q1(q{SET ROLE boss; SELECT dynbgw_launch(8, $$SELECT rolname FROM pg_authid WHERE rolsuper$$,
+	                                          runs => 1, keep_result => true)});
+	is(outcome(8), 'succeeded -', 'a superuser role\'s worker keeps rows of pg_authid');
+	($ret, $out, $err) = psql_verbose($node,
+		'SET ROLE helper; SELECT * FROM dynbgw_result(8) AS (rolname name)');
+	like($err, qr/ERROR:  42501: permission denied for the result of dynbgw worker 8/,
+		'a role that inherits its privileges but may not SET ROLE to it is refused');
+	q1('SELECT dynbgw_drop_result(8)');
+}
 
 ###########################################################################
 # 4. Reads while runs replace the result.
