@@ -334,7 +334,10 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 		CStringGetTextDatum(def->timezone) : (Datum) 0;
 	nulls[10] = def->has_schedule ? ' ' : 'n';
 
-	/* The launch of an earlier version has fewer arguments, its table fewer columns. */
+	/*
+	 * The launch of an earlier version has fewer arguments, its table fewer
+	 * columns.
+	 */
 	initStringInfo(&columns);
 	initStringInfo(&params);
 	initStringInfo(&updates);
