@@ -613,8 +613,9 @@ typedef struct DynbgwResultInfo
 #define DYNBGW_MAX_TYPE_NAME	(2 * NAMEDATALEN + 32)
 
 /*
- * A result's data: natts DynbgwResultColumn, then its rows, each value as
- * an int32 length (-1: NULL) and that many bytes, unaligned.
+ * A result's data: natts DynbgwResultColumn, then its rows, each an int16
+ * count of its values and each value an int32 length (-1: NULL) and that
+ * many bytes, unaligned.
  */
 typedef struct DynbgwResultColumn
 {

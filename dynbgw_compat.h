@@ -44,6 +44,20 @@ typedef struct DynbgwHandle
 #define ROLE_PG_SIGNAL_BACKEND	DEFAULT_ROLE_SIGNAL_BACKENDID
 #endif
 
+/*
+ * 14 brought multiranges, the category of types for internal use only
+ * (pg_node_tree and the like, which 13 counts as strings), and a test for
+ * true arrays, which 13 tells by their element type and varlena length.
+ */
+#if PG_VERSION_NUM < 140000
+#include "catalog/pg_type.h"
+#define TYPTYPE_MULTIRANGE		'm'
+#define TYPCATEGORY_INTERNAL	'Z'
+#define IsTrueArrayType(typeForm) \
+	(OidIsValid((typeForm)->typelem) && (typeForm)->typlen == -1)
+#define get_multirange_range(typid)	InvalidOid
+#endif
+
 /* 14 gave raw_parser() a mode: a whole query string is the default. */
 #if PG_VERSION_NUM >= 140000
 #define dynbgw_raw_parse(str)	raw_parser(str, RAW_PARSE_DEFAULT)

@@ -351,6 +351,10 @@ dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 				 errmsg("cannot launch dynbgw workers during recovery"),
 				 errhint("Launch workers on the primary.")));
 
+	/* A launch to be refused for a kept result stops no worker first. */
+	if (if_running == DYNBGW_IF_RUNNING_REPLACE)
+		dynbgw_result_check_launch(n, PG_UINT64_MAX);
+
 	launch.n = n;
 	launch.saved = false;
 	launch.handle = NULL;

@@ -12,7 +12,7 @@
  * security-restricted operation, as PostgreSQL runs code on a table
  * owner's behalf in vacuum_rel(): a domain's check may call the role's own
  * functions, which must not run with the reader's rights.  The values are
- * in the worker's client encoding, which the reader's client encoding is
+ * in the worker's client encoding, which the reader's client_encoding is
  * set to while they are received, as a client's would be.  Types that are
  * not built in are known only in the worker's database.
  *
@@ -59,7 +59,6 @@ typedef struct DynbgwReading
 	Oid		   *ioparam;
 	int32	   *typmod;
 	MemoryContext row_context;	/* the values of the current row */
-	bool		switch_encoding;	/* to the values' while they are read */
 
 	/* the reader, while the values are read as the result's role */
 	Oid			save_userid;
@@ -247,14 +246,6 @@ dynbgw_result_prepare(DynbgwReading *r, TupleDesc expected)
 	if (expected != NULL)
 		dynbgw_result_check_columns(r, expected);
 
-	r->switch_encoding = r->info.value_encoding != pg_get_client_encoding();
-	if (r->switch_encoding && PrepareClientEncoding(r->info.value_encoding) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the result of dynbgw worker %d is in encoding \"%s\", which cannot be converted to \"%s\"",
-						r->n, pg_encoding_to_char(r->info.value_encoding),
-						GetDatabaseEncodingName())));
-
 	r->input = palloc(natts * sizeof(FmgrInfo));
 	r->ioparam = palloc(natts * sizeof(Oid));
 	r->typmod = palloc(natts * sizeof(int32));
@@ -274,8 +265,9 @@ dynbgw_result_prepare(DynbgwReading *r, TupleDesc expected)
 
 /*
  * Read values as the result's role, in a security-restricted operation
- * with a safe search_path, until dynbgw_result_act_as_reader().  An error
- * meanwhile restores the reader with the transaction or subtransaction.
+ * with a safe search_path, and in the client encoding of the values, until
+ * dynbgw_result_act_as_reader().  An error meanwhile restores the reader
+ * with the transaction or subtransaction.
  */
 static void
 dynbgw_result_act_as_owner(DynbgwReading *r)
@@ -287,6 +279,12 @@ dynbgw_result_act_as_owner(DynbgwReading *r)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	/* As a setting, which a function's SET clause restores, not undoes. */
+	if (r->info.value_encoding != pg_get_client_encoding())
+		(void) set_config_option("client_encoding",
+								 pg_encoding_to_char(r->info.value_encoding),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 }
 
 static void
@@ -333,7 +331,15 @@ static void
 dynbgw_result_values(DynbgwReading *r, Datum *values, bool *nulls)
 {
 	char	   *end = r->data + r->info.size;
+	int16		natts;
 
+	if (end - r->next < (ptrdiff_t) sizeof(natts))
+		elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+	memcpy(&natts, r->next, sizeof(natts));
+	r->next += sizeof(natts);
+	if (natts != r->info.natts)
+		elog(ERROR, "result of dynbgw worker %d has a row of %d columns, not %d",
+			 r->n, natts, r->info.natts);
 	for (int i = 0; i < r->info.natts; i++)
 	{
 		int32		len;
@@ -354,32 +360,67 @@ dynbgw_result_values(DynbgwReading *r, Datum *values, bool *nulls)
 
 /*
  * The next row's values, in the row context, which the caller resets;
- * false after the last row.  The client encoding is the values' meanwhile.
+ * false after the last row.
  */
 static bool
 dynbgw_result_next(DynbgwReading *r, Datum *values, bool *nulls)
 {
 	MemoryContext oldcontext;
-	int			reader_encoding = pg_get_client_encoding();
 
 	if (r->rows_read == r->info.rows)
 		return false;
 	oldcontext = MemoryContextSwitchTo(r->row_context);
-	if (r->switch_encoding)
-		SetClientEncoding(r->info.value_encoding);
-	PG_TRY();
-	{
-		dynbgw_result_values(r, values, nulls);
-	}
-	PG_FINALLY();
-	{
-		if (r->switch_encoding)
-			SetClientEncoding(reader_encoding);
-	}
-	PG_END_TRY();
+	dynbgw_result_values(r, values, nulls);
 	MemoryContextSwitchTo(oldcontext);
 	r->rows_read++;
 	return true;
+}
+
+/*
+ * Put every row into the caller's tuplestore, as it is or, with rowdesc,
+ * as a jsonb object of the row of that descriptor.
+ */
+static void
+dynbgw_result_put_rows(DynbgwReading *r, ReturnSetInfo *rsinfo,
+					   TupleDesc rowdesc)
+{
+	Datum	   *values = palloc(r->info.natts * sizeof(Datum));
+	bool	   *nulls = palloc(r->info.natts * sizeof(bool));
+	int			reader_encoding = pg_get_client_encoding();
+
+	dynbgw_result_act_as_owner(r);
+	PG_TRY();
+	{
+		while (dynbgw_result_next(r, values, nulls))
+		{
+			MemoryContext oldcontext = MemoryContextSwitchTo(r->row_context);
+
+			if (rowdesc == NULL)
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+									 values, nulls);
+			else
+			{
+				Datum		row = HeapTupleGetDatum(heap_form_tuple(rowdesc, values, nulls));
+				text	   *json = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
+				Datum		object = DirectFunctionCall1(jsonb_in,
+														 CStringGetDatum(text_to_cstring(json)));
+				bool		isnull = false;
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+									 &object, &isnull);
+			}
+			MemoryContextSwitchTo(oldcontext);
+			MemoryContextReset(r->row_context);
+		}
+	}
+	PG_CATCH();
+	{
+		/* The error reaches the client before the abort restores this. */
+		SetClientEncoding(reader_encoding);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dynbgw_result_act_as_reader(r);
 }
 
 /*
@@ -393,22 +434,11 @@ dynbgw_result(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DynbgwReading r;
-	Datum	   *values;
-	bool	   *nulls;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
 	dynbgw_result_prepare(&r, rsinfo->setDesc);
-	values = palloc(r.info.natts * sizeof(Datum));
-	nulls = palloc(r.info.natts * sizeof(bool));
-
-	dynbgw_result_act_as_owner(&r);
-	while (dynbgw_result_next(&r, values, nulls))
-	{
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		MemoryContextReset(r.row_context);
-	}
-	dynbgw_result_act_as_reader(&r);
+	dynbgw_result_put_rows(&r, rsinfo, NULL);
 	return (Datum) 0;
 }
 
@@ -424,8 +454,6 @@ dynbgw_result_json(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DynbgwReading r;
 	TupleDesc	rowdesc;
-	Datum	   *values;
-	bool	   *nulls;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
@@ -437,24 +465,7 @@ dynbgw_result_json(PG_FUNCTION_ARGS)
 						   r.columns[i].typid, r.columns[i].typmod, 0);
 	TupleDescFinalize(rowdesc);
 	rowdesc = BlessTupleDesc(rowdesc);
-	values = palloc(r.info.natts * sizeof(Datum));
-	nulls = palloc(r.info.natts * sizeof(bool));
-
-	dynbgw_result_act_as_owner(&r);
-	while (dynbgw_result_next(&r, values, nulls))
-	{
-		MemoryContext oldcontext = MemoryContextSwitchTo(r.row_context);
-		Datum		row = HeapTupleGetDatum(heap_form_tuple(rowdesc, values, nulls));
-		text	   *json = DatumGetTextPP(DirectFunctionCall1(row_to_json, row));
-		Datum		object = DirectFunctionCall1(jsonb_in,
-												 CStringGetDatum(text_to_cstring(json)));
-		bool		isnull = false;
-
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &object, &isnull);
-		MemoryContextSwitchTo(oldcontext);
-		MemoryContextReset(r.row_context);
-	}
-	dynbgw_result_act_as_reader(&r);
+	dynbgw_result_put_rows(&r, rsinfo, rowdesc);
 	return (Datum) 0;
 }
 

@@ -10,10 +10,12 @@
  * extra_float_digits or TimeZone to, and the receive functions that read it
  * back check what they read: a row type or array changed since refuses
  * values of the old shape.  Its text is in the worker's client encoding,
- * which the result records, and so are the values of a type without a
- * send function, kept in their text form; names are in the database's.
- * An anonymous record or array, which no other process could read back,
- * is kept as json.  A
+ * which the result records, and so are the values of a type that has no
+ * send or receive function, or a part without one (an array of aclitem),
+ * kept in their text form; names are in the database's.  What no other
+ * process could read back in either form, an anonymous record, a
+ * pseudo-type, a type for internal use only (pg_node_tree), or an array or
+ * row of them, is kept as json or, for a single value, as text.  A
  * result larger than dynbgw.max_result_size fails the statement, and so
  * the run, as soon as it gets there.
  *
@@ -26,10 +28,14 @@
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "dynbgw.h"
 
@@ -43,7 +49,9 @@ typedef struct DynbgwKeeper
 	int			client_encoding;	/* of the values sent */
 	FmgrInfo   *output;			/* per column: its send or output function */
 	bool	   *binary;			/* ... which of the two */
-	PGFunction *to_json;		/* ... for an anonymous record, else NULL */
+	PGFunction *to_json;		/* ... what makes it json, or NULL */
+	bool	   *as_text;		/* ... kept as text, of its own type typids */
+	Oid		   *typids;
 } DynbgwKeeper;
 
 /* Add len bytes to the result, if it stays within dynbgw.max_result_size. */
@@ -56,12 +64,110 @@ dynbgw_keeper_append(DynbgwKeeper *keeper, const void *bytes, Size len)
 	if (reached > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("result of dynbgw worker %d reached %zu bytes at row " INT64_FORMAT ", more than \"dynbgw.max_result_size\" (%d kB)",
-						keeper->info.key.n, reached, keeper->info.rows + 1,
-						dynbgw_max_result_size),
-				 errdetail("A run whose result is too large to keep fails, and keeps nothing."),
+				 errmsg("result of dynbgw worker %d reached %zu bytes, more than \"dynbgw.max_result_size\" (%d kB)",
+						keeper->info.key.n, reached, dynbgw_max_result_size),
+				 errdetail("It had " INT64_FORMAT " whole rows then.  A run whose result is too large to keep fails, and keeps nothing.",
+						   keeper->info.rows),
 				 errhint("Return fewer rows, or raise \"dynbgw.max_result_size\".")));
 	appendBinaryStringInfo(&keeper->data, bytes, (int) len);
+}
+
+/* How values of a type can be kept so that other sessions read them. */
+typedef enum DynbgwForm
+{
+	DYNBGW_FORM_BINARY,			/* send and receive functions, all parts too */
+	DYNBGW_FORM_TEXT,			/* output and input functions */
+	DYNBGW_FORM_NONE			/* neither reads back */
+} DynbgwForm;
+
+/* The form of a type: that of its least readable part. */
+static DynbgwForm
+dynbgw_type_form(Oid typid)
+{
+	HeapTuple	tuple;
+	Form_pg_type type;
+	DynbgwForm	form;
+
+	check_stack_depth();
+	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	type = (Form_pg_type) GETSTRUCT(tuple);
+	if (type->typcategory == TYPCATEGORY_PSEUDOTYPE ||
+		type->typcategory == TYPCATEGORY_INTERNAL)
+		form = DYNBGW_FORM_NONE;
+	else if (OidIsValid(type->typsend) && OidIsValid(type->typreceive))
+		form = DYNBGW_FORM_BINARY;
+	else
+		form = DYNBGW_FORM_TEXT;
+
+	if (form != DYNBGW_FORM_NONE)
+	{
+		if (type->typtype == TYPTYPE_DOMAIN)
+			form = Max(form, dynbgw_type_form(type->typbasetype));
+		else if (IsTrueArrayType(type))
+			form = Max(form, dynbgw_type_form(type->typelem));
+		else if (type->typtype == TYPTYPE_RANGE)
+			form = Max(form, dynbgw_type_form(get_range_subtype(typid)));
+		else if (type->typtype == TYPTYPE_MULTIRANGE)
+			form = Max(form, dynbgw_type_form(get_multirange_range(typid)));
+		else if (type->typtype == TYPTYPE_COMPOSITE)
+		{
+			TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+
+			for (int i = 0; i < desc->natts; i++)
+			{
+				Form_pg_attribute attr = TupleDescAttr(desc, i);
+
+				if (!attr->attisdropped)
+					form = Max(form, dynbgw_type_form(attr->atttypid));
+			}
+			ReleaseTupleDesc(desc);
+		}
+	}
+	ReleaseSysCache(tuple);
+	return form;
+}
+
+/*
+ * How column i keeps values of its type typid: in which form, and as which
+ * type (the column's own, or json or text for what does not read back).
+ */
+static void
+dynbgw_keeper_column(DynbgwKeeper *keeper, int i, DynbgwResultColumn *column)
+{
+	DynbgwForm	form = dynbgw_type_form(column->typid);
+	HeapTuple	tuple;
+	Form_pg_type type;
+
+	keeper->to_json[i] = NULL;
+	keeper->as_text[i] = false;
+	if (form == DYNBGW_FORM_NONE)
+	{
+		/* A row or an array as json; one value as its text. */
+		if (column->typid == RECORDOID || type_is_rowtype(column->typid))
+			keeper->to_json[i] = row_to_json;
+		else if (column->typid == ANYARRAYOID || type_is_array(column->typid))
+			keeper->to_json[i] = array_to_json;
+		else
+			keeper->as_text[i] = true;
+		column->typid = keeper->to_json[i] != NULL ? JSONOID : TEXTOID;
+		column->typmod = -1;
+		form = keeper->as_text[i] ? DYNBGW_FORM_TEXT : DYNBGW_FORM_BINARY;
+	}
+	column->binary = form == DYNBGW_FORM_BINARY;
+	keeper->binary[i] = column->binary;
+
+	/* A value kept as text is written by its own type's output function. */
+	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(keeper->as_text[i] ?
+													  keeper->typids[i] :
+													  column->typid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for type %u", column->typid);
+	type = (Form_pg_type) GETSTRUCT(tuple);
+	fmgr_info_cxt(column->binary ? type->typsend : type->typoutput,
+				  &keeper->output[i], keeper->context);
+	ReleaseSysCache(tuple);
 }
 
 /* A new statement's rows: describe its columns, replacing what was kept. */
@@ -82,36 +188,18 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	keeper->output = MemoryContextAlloc(keeper->context, natts * sizeof(FmgrInfo));
 	keeper->binary = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
 	keeper->to_json = MemoryContextAlloc(keeper->context, natts * sizeof(PGFunction));
+	keeper->as_text = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
+	keeper->typids = MemoryContextAlloc(keeper->context, natts * sizeof(Oid));
 	for (int i = 0; i < natts; i++)
 	{
 		Form_pg_attribute attr = TupleDescAttr(typeinfo, i);
 		DynbgwResultColumn column;
-		HeapTuple	tuple;
-		Form_pg_type type;
 
 		memset(&column, 0, sizeof(column));
 		column.typid = attr->atttypid;
 		column.typmod = attr->atttypmod;
-		keeper->to_json[i] = NULL;
-		if (column.typid == RECORDOID)
-			keeper->to_json[i] = row_to_json;
-		else if (column.typid == RECORDARRAYOID || column.typid == ANYARRAYOID)
-			keeper->to_json[i] = array_to_json;
-		if (keeper->to_json[i] != NULL)
-		{
-			column.typid = JSONOID;
-			column.typmod = -1;
-		}
-
-		tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(column.typid));
-		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for type %u", column.typid);
-		type = (Form_pg_type) GETSTRUCT(tuple);
-		column.binary = OidIsValid(type->typsend);
-		fmgr_info_cxt(column.binary ? type->typsend : type->typoutput,
-					  &keeper->output[i], keeper->context);
-		ReleaseSysCache(tuple);
-		keeper->binary[i] = column.binary;
+		keeper->typids[i] = attr->atttypid;
+		dynbgw_keeper_column(keeper, i, &column);
 
 		strlcpy(column.name, NameStr(attr->attname), NAMEDATALEN);
 		dynbgw_clip(column.typname,
@@ -126,6 +214,7 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	DynbgwKeeper *keeper = (DynbgwKeeper *) self;
 	MemoryContext oldcontext = MemoryContextSwitchTo(keeper->row_context);
+	int16		natts = keeper->info.natts;
 
 	/* All values in the encoding the result records. */
 	if (pg_get_client_encoding() != keeper->client_encoding)
@@ -134,6 +223,8 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 				 errmsg("client_encoding changed while dynbgw worker %d kept rows",
 						keeper->info.key.n)));
 	slot_getallattrs(slot);
+	/* Counted even without columns, so that no row is free. */
+	dynbgw_keeper_append(keeper, &natts, sizeof(natts));
 	for (int i = 0; i < keeper->info.natts; i++)
 	{
 		Datum		value = slot->tts_values[i];

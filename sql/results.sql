@@ -82,6 +82,20 @@ SET ROLE regress_dynbgw_result_other;
 SELECT dynbgw_launch(1, 'SELECT 1', runs => 1);
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- Even one that may stop the owner's running worker does not stop it for
+-- a launch that is then refused.
+SET ROLE regress_dynbgw_result_owner;
+SELECT dynbgw_launch(7, 'SELECT 7 AS seven', naptime => '1 hour', keep_result => true) AS pid7 \gset
+SELECT wait_until($$ (SELECT count(*) FROM dynbgw_results WHERE n = 7) = 1 $$) AS kept;
+RESET ROLE;
+GRANT pg_signal_backend TO regress_dynbgw_result_other;
+SET ROLE regress_dynbgw_result_other;
+SELECT dynbgw_launch(7, 'SELECT 1', if_running => 'replace');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT dynbgw_pid(7) = :pid7 AS still_running;
+SELECT dynbgw_stop(n => 7) AS stopped;
+REVOKE pg_signal_backend FROM regress_dynbgw_result_other;
 REVOKE dynbgw_user FROM regress_dynbgw_result_other;
 SET ROLE regress_dynbgw_result_stats;
 SELECT count(*) FROM dynbgw_result_json(1);
@@ -131,13 +145,39 @@ SELECT word = 'caf' || chr(233) AS word_same, j ->> 'k' = chr(233) AS j_same
 SELECT r ->> 'word' = 'caf' || chr(233) AS json_same FROM dynbgw_result_json(2) AS r;
 RESET client_encoding;
 
--- Kept as json: anonymous records, and arrays of a pseudo-type.
+-- Kept so that others read them back: anonymous records and arrays of a
+-- pseudo-type as json.
 ANALYZE regress_report;
 SELECT dynbgw_launch(2, $$SELECT histogram_bounds FROM pg_stats
                           WHERE tablename = 'regress_report' AND attname = 'id'$$,
                      runs => 1, keep_result => true) IS NOT NULL AS launched;
 SELECT outcome FROM dynbgw_wait(2, '30 s');
 SELECT * FROM dynbgw_result(2) AS (histogram_bounds json);
+-- A row of pg_stats, whose anyarray columns no other session could read
+-- back, is kept as json; a pg_node_tree, readable by nobody, as text; an
+-- aclitem[], whose elements have no binary form, in its text form.
+SELECT dynbgw_launch(2, $$SELECT s AS stats, (SELECT ev_action FROM pg_rewrite LIMIT 1) AS tree,
+                                 '{regress_dynbgw_result_owner=r/regress_dynbgw_result_owner}'::aclitem[] AS acl
+                            FROM pg_stats s
+                           WHERE s.tablename = 'regress_report' AND s.attname = 'id'$$,
+                     runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(2, '30 s');
+SELECT stats ->> 'attname' AS attname, stats -> 'histogram_bounds' AS bounds,
+       tree LIKE '({QUERY%' AS tree_kept, acl
+  FROM dynbgw_result(2) AS (stats json, tree text, acl aclitem[]);
+SELECT columns FROM dynbgw_results WHERE n = 2;
+
+-- A function that sets client_encoding for itself, called by a domain's
+-- check while values are read, leaves the values that follow alone.
+CREATE FUNCTION regress_own_encoding(text) RETURNS boolean
+LANGUAGE sql SET client_encoding = 'UTF8' AS 'SELECT true';
+CREATE DOMAIN regress_checked_text AS text CHECK (regress_own_encoding(VALUE));
+SELECT dynbgw_launch(2, $$SET client_encoding = 'LATIN1';
+                          SELECT 'a'::regress_checked_text AS a, 'caf' || chr(233) AS b$$,
+                     runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(2, '30 s');
+SELECT a, b = 'caf' || chr(233) AS b_same FROM dynbgw_result(2) AS (a regress_checked_text, b text);
+SELECT r ->> 'b' = 'caf' || chr(233) AS json_same FROM dynbgw_result_json(2) AS r;
 
 -- A type dropped while kept: both forms say so (42704), also when a type
 -- of the same name was made since.
@@ -248,7 +288,8 @@ DROP TABLE regress_report_moved, regress_checked_by;
 DROP PROCEDURE regress_out;
 DROP FUNCTION regress_note_checker CASCADE;
 DROP TYPE regress_pair, regress_mood, regress_gone, regress_changing;
-DROP DOMAIN regress_positive, regress_noted;
+DROP DOMAIN regress_positive, regress_noted, regress_checked_text;
+DROP FUNCTION regress_own_encoding;
 REVOKE CREATE ON SCHEMA public FROM regress_dynbgw_result_owner;
 DROP ROLE regress_dynbgw_result_owner, regress_dynbgw_result_member,
     regress_dynbgw_result_other, regress_dynbgw_result_stats;

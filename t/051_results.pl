@@ -5,13 +5,15 @@
 # and restarts (sql/results.sql shows the rest).
 #
 # - dynbgw.max_result_size: a larger result fails its run with 54000,
-#   saying the size it reached, and keeps nothing; a reload raises it.
+#   saying the size it reached, and keeps nothing, also one of rows without
+#   columns; a reload raises it.
 # - dynbgw.max_total_result_size: a result that would pass it fails its
 #   run with 53400; a worker replacing its own result is not held back by
 #   it; a drop makes room.
 # - Sessions of another database read built-in types, in both forms, text
-#   exactly whatever the two databases' encodings, and are refused types of
-#   the worker's database (0A000).
+#   exactly whatever the two databases' encodings (and reading in another
+#   client encoding takes no memory for good), and are refused types of the
+#   worker's database (0A000).
 # - A role with a superuser's privileges but no SET ROLE to it (16+) does
 #   not read the superuser's result.
 # - Reads during runs that replace the result see one whole result, never
@@ -66,10 +68,12 @@ q1("SELECT dynbgw_launch(1, \$\$$thousand_rows\$\$, runs => 1, keep_result => tr
 is(outcome(1), 'failed 54000', 'a result over dynbgw.max_result_size fails its run');
 like(
 	q1("SELECT message FROM dynbgw_runs WHERE n = 1"),
-	qr/^result of dynbgw worker 1 reached \d+ bytes at row \d+, more than "dynbgw.max_result_size" \(64 kB\)$/,
+	qr/^result of dynbgw worker 1 reached \d+ bytes, more than "dynbgw.max_result_size" \(64 kB\)$/,
 	'the failure says the size it reached');
 is(q1('SELECT count(*) FROM dynbgw_results'), '0', 'and nothing is kept');
 is(total(), '0', 'the total is back to nothing');
+q1(q{SELECT dynbgw_launch(1, 'SELECT FROM generate_series(1, 1000000)', runs => 1, keep_result => true)});
+is(outcome(1), 'failed 54000', 'rows without columns count too');
 
 set_and_reload('dynbgw.max_result_size', '1MB');
 q1("SELECT dynbgw_launch(1, \$\$$thousand_rows\$\$, runs => 1, keep_result => true)");
@@ -148,6 +152,24 @@ is(outcome(4), 'succeeded -', 'and one kept in the UTF8 database');
 is( $node->safe_psql(
 		'latin1', q{SELECT (r ->> 'word') = 'na' || chr(239) || 've' FROM dynbgw_result_json(4) r}),
 	't', 'reads the same in the LATIN1 one');
+
+# Reading a result in another client encoding takes no memory for good
+# (14+ shows a session's memory).
+SKIP:
+{
+	skip 'pg_backend_memory_contexts comes with 14', 1 if server_major($node) < 14;
+	q1(q{SELECT dynbgw_launch(5, $$SET client_encoding = 'LATIN1'; SELECT 1 AS x WHERE false$$,
+	                          runs => 1, keep_result => true)});
+	is(outcome(5), 'succeeded -', 'an empty result in LATIN1');
+	is( q1(
+			q{SELECT total_bytes AS before FROM pg_backend_memory_contexts WHERE name = 'TopMemoryContext' \gset
+			  SELECT count(*) FROM generate_series(1, 20000) AS g, LATERAL dynbgw_result(5 + g * 0) AS (x integer);
+			  SELECT total_bytes - :before < 1000000 FROM pg_backend_memory_contexts WHERE name = 'TopMemoryContext'}
+		),
+		"0\nt",
+		'read 20,000 times, it leaves the session\'s memory as it was');
+	q1('SELECT dynbgw_drop_result(5)');
+}
 
 # A role with the privileges of a superuser but without SET ROLE to it
 # (16+) may not read what the superuser's worker kept: it could not have
