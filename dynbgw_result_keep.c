@@ -15,7 +15,9 @@
  * kept in their text form; names are in the database's.  What no other
  * process could read back in either form, an anonymous record, a
  * pseudo-type, a type for internal use only (pg_node_tree), or an array or
- * row of them, is kept as json or, for a single value, as text.  A
+ * row of them, is kept as json or, for a single value, as text.  Text and
+ * json are written with settings any session reads back the same: ISO
+ * dates, postgres-style intervals, exact floats.  A
  * result larger than dynbgw.max_result_size fails the statement, and so
  * the run, as soon as it gets there.
  *
@@ -32,6 +34,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -52,6 +55,7 @@ typedef struct DynbgwKeeper
 	PGFunction *to_json;		/* ... what makes it json, or NULL */
 	bool	   *as_text;		/* ... kept as text, of its own type typids */
 	Oid		   *typids;
+	bool		canonical;		/* some column is written as text or json */
 } DynbgwKeeper;
 
 /* Add len bytes to the result, if it stays within dynbgw.max_result_size. */
@@ -93,8 +97,9 @@ dynbgw_type_form(Oid typid)
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for type %u", typid);
 	type = (Form_pg_type) GETSTRUCT(tuple);
+	/* Of the types for internal use, only "char" reads back. */
 	if (type->typcategory == TYPCATEGORY_PSEUDOTYPE ||
-		type->typcategory == TYPCATEGORY_INTERNAL)
+		(type->typcategory == TYPCATEGORY_INTERNAL && typid != CHAROID))
 		form = DYNBGW_FORM_NONE;
 	else if (OidIsValid(type->typsend) && OidIsValid(type->typreceive))
 		form = DYNBGW_FORM_BINARY;
@@ -157,6 +162,7 @@ dynbgw_keeper_column(DynbgwKeeper *keeper, int i, DynbgwResultColumn *column)
 	}
 	column->binary = form == DYNBGW_FORM_BINARY;
 	keeper->binary[i] = column->binary;
+	keeper->canonical |= !column->binary || keeper->to_json[i] != NULL;
 
 	/* A value kept as text is written by its own type's output function. */
 	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(keeper->as_text[i] ?
@@ -190,6 +196,7 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	keeper->to_json = MemoryContextAlloc(keeper->context, natts * sizeof(PGFunction));
 	keeper->as_text = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
 	keeper->typids = MemoryContextAlloc(keeper->context, natts * sizeof(Oid));
+	keeper->canonical = false;
 	for (int i = 0; i < natts; i++)
 	{
 		Form_pg_attribute attr = TupleDescAttr(typeinfo, i);
@@ -209,12 +216,32 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	}
 }
 
+/*
+ * Text and json written whatever the run set: dates in ISO, intervals in
+ * postgres style, floats exact, as any session reads them back.  Undone
+ * with AtEOXact_GUC() at the level returned, or by an error's abort.
+ */
+static int
+dynbgw_keeper_canonical_settings(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("datestyle", "ISO", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "1", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
 static bool
 dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	DynbgwKeeper *keeper = (DynbgwKeeper *) self;
 	MemoryContext oldcontext = MemoryContextSwitchTo(keeper->row_context);
 	int16		natts = keeper->info.natts;
+	int			settings_level = 0;
 
 	/* All values in the encoding the result records. */
 	if (pg_get_client_encoding() != keeper->client_encoding)
@@ -223,6 +250,8 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 				 errmsg("client_encoding changed while dynbgw worker %d kept rows",
 						keeper->info.key.n)));
 	slot_getallattrs(slot);
+	if (keeper->canonical)
+		settings_level = dynbgw_keeper_canonical_settings();
 	/* Counted even without columns, so that no row is free. */
 	dynbgw_keeper_append(keeper, &natts, sizeof(natts));
 	for (int i = 0; i < keeper->info.natts; i++)
@@ -254,6 +283,8 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 		if (len > 0)
 			dynbgw_keeper_append(keeper, bytes, len);
 	}
+	if (keeper->canonical)
+		AtEOXact_GUC(false, settings_level);
 	keeper->info.rows++;
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextReset(keeper->row_context);

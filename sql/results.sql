@@ -167,6 +167,22 @@ SELECT stats ->> 'attname' AS attname, stats -> 'histogram_bounds' AS bounds,
   FROM dynbgw_result(2) AS (stats json, tree text, acl aclitem[]);
 SELECT columns FROM dynbgw_results WHERE n = 2;
 
+-- Values in text form or json read back the same whatever the run set,
+-- and "char", for internal use but readable, keeps its type.
+CREATE TYPE regress_with_acl AS (k aclitem, d date, f float8, i interval);
+SELECT dynbgw_launch(2, $$SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard';
+                          SET extra_float_digits = -3;
+                          SELECT ROW('regress_dynbgw_result_owner=r/regress_dynbgw_result_owner',
+                                     date '2026-12-25', 0.1::float8 + 0.2,
+                                     make_interval(days => -1, hours => 2))::regress_with_acl AS v,
+                                 'r'::"char" AS kind, ARRAY['a'::"char"] AS kinds$$,
+                     runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(2, '30 s');
+SELECT columns FROM dynbgw_results WHERE n = 2;
+SELECT (v).d = date '2026-12-25' AS date_same, (v).f = 0.1::float8 + 0.2 AS float_same,
+       (v).i = make_interval(days => -1, hours => 2) AS interval_same, kind, kinds
+  FROM dynbgw_result(2) AS (v regress_with_acl, kind "char", kinds "char"[]);
+
 -- A function that sets client_encoding for itself, called by a domain's
 -- check while values are read, leaves the values that follow alone.
 CREATE FUNCTION regress_own_encoding(text) RETURNS boolean
@@ -287,7 +303,7 @@ SELECT count(*) AS kept FROM dynbgw_results;
 DROP TABLE regress_report_moved, regress_checked_by;
 DROP PROCEDURE regress_out;
 DROP FUNCTION regress_note_checker CASCADE;
-DROP TYPE regress_pair, regress_mood, regress_gone, regress_changing;
+DROP TYPE regress_pair, regress_mood, regress_gone, regress_changing, regress_with_acl;
 DROP DOMAIN regress_positive, regress_noted, regress_checked_text;
 DROP FUNCTION regress_own_encoding;
 REVOKE CREATE ON SCHEMA public FROM regress_dynbgw_result_owner;
