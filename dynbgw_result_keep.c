@@ -135,8 +135,8 @@ dynbgw_type_form(Oid typid)
 }
 
 /*
- * How column i keeps values of its type typid: in which form, and as which
- * type (the column's own, or json or text for what does not read back).
+ * How column i, of the type column->typid, keeps its values: in which form,
+ * and as which type (its own, or json or text for what does not read back).
  */
 static void
 dynbgw_keeper_column(DynbgwKeeper *keeper, int i, DynbgwResultColumn *column)
