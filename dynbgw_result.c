@@ -96,10 +96,10 @@ dynbgw_result_check_access(int n, const DynbgwResultInfo *info, bool reading)
 }
 
 /*
- * A launch of n drops what the launches before it kept (see
- * dynbgw_result_forget_older()): it is for those who may drop that.
+ * A launch of n drops what the launches before it kept, once its worker
+ * is ready (dynbgw_launch_worker()): it is for those who may drop that.
  * Called once n is reserved for the launch of this generation, when no
- * other result can come.
+ * other result can come, and before a replace stops anything.
  */
 void
 dynbgw_result_check_launch(int n, uint64 generation)
