@@ -45,14 +45,12 @@ typedef struct DynbgwHandle
 #endif
 
 /*
- * 14 brought multiranges, the category of types for internal use only
- * (pg_node_tree and the like, which 13 counts as strings), and a test for
- * true arrays, which 13 tells by their element type and varlena length.
+ * 14 brought multiranges, and a test for true arrays, which 13 tells by
+ * their element type and varlena length.
  */
 #if PG_VERSION_NUM < 140000
 #include "catalog/pg_type.h"
 #define TYPTYPE_MULTIRANGE		'm'
-#define TYPCATEGORY_INTERNAL	'Z'
 #define IsTrueArrayType(typeForm) \
 	(OidIsValid((typeForm)->typelem) && (typeForm)->typlen == -1)
 #define get_multirange_range(typid)	InvalidOid
@@ -74,6 +72,15 @@ typedef struct DynbgwHandle
 	((bgworker_main_type) (void (*) (void)) (ptr))
 
 /* ---- changed in 15 ---- */
+
+/*
+ * 15 gave the types for internal use only (pg_node_tree and the like) a
+ * category of their own; before, they count as strings.
+ */
+#if PG_VERSION_NUM < 150000
+#include "catalog/pg_type.h"
+#define TYPCATEGORY_INTERNAL	'Z'
+#endif
 
 #if PG_VERSION_NUM < 150000
 #include "funcapi.h"
