@@ -45,8 +45,9 @@ typedef struct DynbgwHandle
 #endif
 
 /*
- * 14 brought multiranges, and a test for true arrays, which 13 tells by
- * their element type and varlena length.
+ * 14 brought multiranges, a test for true arrays, which 13 tells by their
+ * element type and varlena length, and new names for the OIDs of some
+ * types for internal use.
  */
 #if PG_VERSION_NUM < 140000
 #include "catalog/pg_type.h"
@@ -54,6 +55,10 @@ typedef struct DynbgwHandle
 #define IsTrueArrayType(typeForm) \
 	(OidIsValid((typeForm)->typelem) && (typeForm)->typlen == -1)
 #define get_multirange_range(typid)	InvalidOid
+#define PG_NODE_TREEOID			PGNODETREEOID
+#define PG_NDISTINCTOID			PGNDISTINCTOID
+#define PG_DEPENDENCIESOID		PGDEPENDENCIESOID
+#define PG_MCV_LISTOID			PGMCVLISTOID
 #endif
 
 /* 14 gave raw_parser() a mode: a whole query string is the default. */
@@ -74,12 +79,18 @@ typedef struct DynbgwHandle
 /* ---- changed in 15 ---- */
 
 /*
- * 15 gave the types for internal use only (pg_node_tree and the like) a
- * category of their own; before, they count as strings.
+ * Whether a type is for internal use only, its input refused (pg_node_tree
+ * and the like).  15 gave these a category of their own, which "char"
+ * shares though it reads back; before, they count as strings.
  */
-#if PG_VERSION_NUM < 150000
 #include "catalog/pg_type.h"
-#define TYPCATEGORY_INTERNAL	'Z'
+#if PG_VERSION_NUM >= 150000
+#define dynbgw_type_internal(typid, category) \
+	((category) == TYPCATEGORY_INTERNAL && (typid) != CHAROID)
+#else
+#define dynbgw_type_internal(typid, category) \
+	((typid) == PG_NODE_TREEOID || (typid) == PG_NDISTINCTOID || \
+	 (typid) == PG_DEPENDENCIESOID || (typid) == PG_MCV_LISTOID)
 #endif
 
 #if PG_VERSION_NUM < 150000

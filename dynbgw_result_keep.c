@@ -97,9 +97,8 @@ dynbgw_type_form(Oid typid)
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for type %u", typid);
 	type = (Form_pg_type) GETSTRUCT(tuple);
-	/* Of the types for internal use, only "char" reads back. */
 	if (type->typcategory == TYPCATEGORY_PSEUDOTYPE ||
-		(type->typcategory == TYPCATEGORY_INTERNAL && typid != CHAROID))
+		dynbgw_type_internal(typid, type->typcategory))
 		form = DYNBGW_FORM_NONE;
 	else if (OidIsValid(type->typsend) && OidIsValid(type->typreceive))
 		form = DYNBGW_FORM_BINARY;
