@@ -36,12 +36,7 @@ sub crash_restart
 	my ($pid) = @_;
 	my $offset = -s $node->logfile;
 	ok(kill('KILL', $pid), "kill -9 $pid");
-	# Not before it is ready: a psql that finds the server still starting
-	# exits before it reads its query, and the harness dies of the broken
-	# pipe instead of polling again.
-	$node->wait_for_log(
-		qr/all server processes terminated; reinitializing.*database system is ready to accept connections/s,
-		$offset);
+	wait_crash_restart($node, $offset);
 	ok($node->poll_query_until('postgres', 'SELECT true'),
 		'server is back after the crash-restart');
 }

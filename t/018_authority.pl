@@ -316,8 +316,7 @@ $node->safe_psql('postgres', 'REVOKE bob FROM alice');
 
 $offset = -s $node->logfile;
 ok($pid2 =~ /^\d+$/ && kill('KILL', $pid2), "kill -9 of worker 2 ($pid2)");
-$node->wait_for_log(qr/all server processes terminated; reinitializing/,
-	$offset);
+wait_crash_restart($node, $offset);
 ok($node->poll_query_until('postgres', 'SELECT true'),
 	'the server is back after the crash-restart');
 ok( log_shows(
@@ -660,8 +659,7 @@ my $victim = $crash->safe_psql('postgres', q{SELECT dynbgw_launch(2, naptime => 
 $crash->safe_psql('postgres', 'REVOKE bob FROM alice');
 my $crash_offset = -s $crash->logfile;
 kill('KILL', $victim);
-$crash->wait_for_log(qr/all server processes terminated; reinitializing/,
-	$crash_offset);
+wait_crash_restart($crash, $crash_offset);
 ok($crash->poll_query_until('postgres', 'SELECT true'), 'the server is back');
 $crash->wait_for_log(qr/dynbgw worker 1 will not be restarted/, $crash_offset);
 registry_is($crash, [], 'worker 1 gave up after the crash-restart');

@@ -244,7 +244,7 @@ ok($pre->poll_query_until('postgres',
 my $victim = $pre->safe_psql('postgres', "SELECT dynbgw_launch(4, naptime => '1 hour')");
 my $offset = -s $pre->logfile;
 kill('KILL', $victim);
-$pre->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+wait_crash_restart($pre, $offset);
 ok($pre->poll_query_until('postgres',
 		"SELECT string_agg(n::text, ',') = '3' FROM dynbgw_workers WHERE pid IS NOT NULL"),
 	'worker 3 is back after a crash-restart, worker 4 (not persisted) is not');

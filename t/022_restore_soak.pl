@@ -171,8 +171,7 @@ for my $round (1 .. 3)
 	last unless $victim =~ /^\d+$/;
 	$offset = -s $node->logfile;
 	ok(kill('KILL', $victim), "crash-restart $round: kill -9 of worker 7 ($victim)");
-	$node->wait_for_log(qr/all server processes terminated; reinitializing/,
-		$offset);
+	wait_crash_restart($node, $offset);
 	last unless all_back($offset, "crash-restart $round");
 }
 

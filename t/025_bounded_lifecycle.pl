@@ -87,7 +87,7 @@ ok( $node->poll_query_until('postgres',
 my $offset = -s $node->logfile;
 my $victim = $node->safe_psql('postgres', "SELECT dynbgw_launch(4, naptime => '1 hour')");
 kill('KILL', $victim);
-$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
+wait_crash_restart($node, $offset);
 ok($node->poll_query_until('postgres', 'SELECT true'), '3: the server is back');
 bg_end($holder);
 bg_end($launcher);

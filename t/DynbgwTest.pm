@@ -41,6 +41,7 @@ our @EXPORT = qw(
   launch_each_number
   log_is_clean
   log_shows
+  wait_crash_restart
   bg_end
   server_major
   readme_sql_blocks
@@ -323,6 +324,19 @@ sub log_shows
 		usleep(100_000);
 	}
 	return 0;
+}
+
+# Wait, reading the log of $node from $offset, until a crash-restart has
+# reinitialized the server and it accepts connections again.  Polling
+# before then is not enough: a psql that finds the server still starting
+# exits before it reads its query, and the harness dies of the broken pipe.
+sub wait_crash_restart
+{
+	my ($node, $offset) = @_;
+	$node->wait_for_log(
+		qr/all server processes terminated; reinitializing.*database system is ready to accept connections/s,
+		$offset);
+	return;
 }
 
 # End a background psql whose backend may already be gone.
