@@ -46,6 +46,14 @@ PG_FUNCTION_INFO_V1(dynbgw_results);
 
 #define DYNBGW_RESULTS_COLS 8
 
+/* How a column's values are read. */
+typedef struct DynbgwReadColumn
+{
+	FmgrInfo	input;			/* its receive or input function */
+	Oid			ioparam;
+	int32		typmod;
+} DynbgwReadColumn;
+
 /* A result copied out of the store, read a row at a time. */
 typedef struct DynbgwReading
 {
@@ -55,9 +63,7 @@ typedef struct DynbgwReading
 	DynbgwResultColumn *columns;	/* at the start of data */
 	char	   *next;			/* the next row's first value */
 	int64		rows_read;
-	FmgrInfo   *input;			/* per column: receive or input function */
-	Oid		   *ioparam;
-	int32	   *typmod;
+	DynbgwReadColumn *read;		/* per column */
 	MemoryContext row_context;	/* the values of the current row */
 
 	/* the reader, while the values are read as the result's role */
@@ -246,19 +252,17 @@ dynbgw_result_prepare(DynbgwReading *r, TupleDesc expected)
 	if (expected != NULL)
 		dynbgw_result_check_columns(r, expected);
 
-	r->input = palloc(natts * sizeof(FmgrInfo));
-	r->ioparam = palloc(natts * sizeof(Oid));
-	r->typmod = palloc(natts * sizeof(int32));
+	r->read = palloc(natts * sizeof(DynbgwReadColumn));
 	for (int i = 0; i < natts; i++)
 	{
 		Oid			func;
 
 		if (r->columns[i].binary)
-			getTypeBinaryInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
+			getTypeBinaryInputInfo(r->columns[i].typid, &func, &r->read[i].ioparam);
 		else
-			getTypeInputInfo(r->columns[i].typid, &func, &r->ioparam[i]);
-		fmgr_info(func, &r->input[i]);
-		r->typmod[i] = expected != NULL ?
+			getTypeInputInfo(r->columns[i].typid, &func, &r->read[i].ioparam);
+		fmgr_info(func, &r->read[i].input);
+		r->read[i].typmod = expected != NULL ?
 			TupleDescAttr(expected, i)->atttypmod : r->columns[i].typmod;
 	}
 }
@@ -311,8 +315,8 @@ dynbgw_result_value(DynbgwReading *r, int i, char *bytes, int32 len)
 		buf.len = len;
 		buf.maxlen = len + 1;
 		buf.cursor = 0;
-		value = ReceiveFunctionCall(&r->input[i], &buf, r->ioparam[i],
-									r->typmod[i]);
+		value = ReceiveFunctionCall(&r->read[i].input, &buf, r->read[i].ioparam,
+									r->read[i].typmod);
 		if (buf.cursor != buf.len)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
@@ -320,8 +324,9 @@ dynbgw_result_value(DynbgwReading *r, int i, char *bytes, int32 len)
 							r->columns[i].name, r->n)));
 	}
 	else
-		value = InputFunctionCall(&r->input[i], pg_client_to_server(bytes, len),
-								  r->ioparam[i], r->typmod[i]);
+		value = InputFunctionCall(&r->read[i].input,
+								  pg_client_to_server(bytes, len),
+								  r->read[i].ioparam, r->read[i].typmod);
 	bytes[len] = saved;
 	return value;
 }

@@ -42,6 +42,14 @@
 
 #include "dynbgw.h"
 
+/* How a column's values are written. */
+typedef struct DynbgwKeptColumn
+{
+	FmgrInfo	output;			/* its send or output function */
+	bool		binary;			/* ... which of the two */
+	PGFunction	to_json;		/* what makes a value json first, or NULL */
+} DynbgwKeptColumn;
+
 typedef struct DynbgwKeeper
 {
 	DestReceiver pub;
@@ -50,11 +58,7 @@ typedef struct DynbgwKeeper
 	MemoryContext context;		/* of the run: data and the per-column state */
 	MemoryContext row_context;	/* reset after each row */
 	int			client_encoding;	/* of the values sent */
-	FmgrInfo   *output;			/* per column: its send or output function */
-	bool	   *binary;			/* ... which of the two */
-	PGFunction *to_json;		/* ... what makes it json, or NULL */
-	bool	   *as_text;		/* ... kept as text, of its own type typids */
-	Oid		   *typids;
+	DynbgwKeptColumn *columns;
 	bool		canonical;		/* some column is written as text or json */
 } DynbgwKeeper;
 
@@ -134,44 +138,41 @@ dynbgw_type_form(Oid typid)
 }
 
 /*
- * How column i, of the type column->typid, keeps its values: in which form,
- * and as which type (its own, or json or text for what does not read back).
+ * How a column of type typid keeps its values (kept): in which form, and
+ * as which type (column, its own, or json or text for what does not read
+ * back).
  */
 static void
-dynbgw_keeper_column(DynbgwKeeper *keeper, int i, DynbgwResultColumn *column)
+dynbgw_keeper_column(DynbgwKeeper *keeper, Oid typid, DynbgwKeptColumn *kept,
+					 DynbgwResultColumn *column)
 {
-	DynbgwForm	form = dynbgw_type_form(column->typid);
+	DynbgwForm	form = dynbgw_type_form(typid);
 	HeapTuple	tuple;
 	Form_pg_type type;
 
-	keeper->to_json[i] = NULL;
-	keeper->as_text[i] = false;
+	kept->to_json = NULL;
 	if (form == DYNBGW_FORM_NONE)
 	{
 		/* A row or an array as json; one value as its text. */
-		if (column->typid == RECORDOID || type_is_rowtype(column->typid))
-			keeper->to_json[i] = row_to_json;
-		else if (column->typid == ANYARRAYOID || type_is_array(column->typid))
-			keeper->to_json[i] = array_to_json;
-		else
-			keeper->as_text[i] = true;
-		column->typid = keeper->to_json[i] != NULL ? JSONOID : TEXTOID;
+		if (typid == RECORDOID || type_is_rowtype(typid))
+			kept->to_json = row_to_json;
+		else if (typid == ANYARRAYOID || type_is_array(typid))
+			kept->to_json = array_to_json;
+		column->typid = kept->to_json != NULL ? JSONOID : TEXTOID;
 		column->typmod = -1;
-		form = keeper->as_text[i] ? DYNBGW_FORM_TEXT : DYNBGW_FORM_BINARY;
+		form = kept->to_json != NULL ? DYNBGW_FORM_BINARY : DYNBGW_FORM_TEXT;
 	}
-	column->binary = form == DYNBGW_FORM_BINARY;
-	keeper->binary[i] = column->binary;
-	keeper->canonical |= !column->binary || keeper->to_json[i] != NULL;
+	column->binary = kept->binary = form == DYNBGW_FORM_BINARY;
+	keeper->canonical |= !kept->binary || kept->to_json != NULL;
 
-	/* A value kept as text is written by its own type's output function. */
-	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(keeper->as_text[i] ?
-													  keeper->typids[i] :
-													  column->typid));
+	/* json is written by json's function, all else by its own type's. */
+	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(kept->to_json != NULL ?
+													  JSONOID : typid));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for type %u", column->typid);
+		elog(ERROR, "cache lookup failed for type %u", typid);
 	type = (Form_pg_type) GETSTRUCT(tuple);
-	fmgr_info_cxt(column->binary ? type->typsend : type->typoutput,
-				  &keeper->output[i], keeper->context);
+	fmgr_info_cxt(kept->binary ? type->typsend : type->typoutput,
+				  &kept->output, keeper->context);
 	ReleaseSysCache(tuple);
 }
 
@@ -190,11 +191,8 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	keeper->info.encoding = GetDatabaseEncoding();
 	keeper->info.value_encoding = keeper->client_encoding == PG_SQL_ASCII ?
 		GetDatabaseEncoding() : keeper->client_encoding;
-	keeper->output = MemoryContextAlloc(keeper->context, natts * sizeof(FmgrInfo));
-	keeper->binary = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
-	keeper->to_json = MemoryContextAlloc(keeper->context, natts * sizeof(PGFunction));
-	keeper->as_text = MemoryContextAlloc(keeper->context, natts * sizeof(bool));
-	keeper->typids = MemoryContextAlloc(keeper->context, natts * sizeof(Oid));
+	keeper->columns = MemoryContextAlloc(keeper->context,
+										 natts * sizeof(DynbgwKeptColumn));
 	keeper->canonical = false;
 	for (int i = 0; i < natts; i++)
 	{
@@ -204,8 +202,8 @@ dynbgw_keeper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		memset(&column, 0, sizeof(column));
 		column.typid = attr->atttypid;
 		column.typmod = attr->atttypmod;
-		keeper->typids[i] = attr->atttypid;
-		dynbgw_keeper_column(keeper, i, &column);
+		dynbgw_keeper_column(keeper, attr->atttypid, &keeper->columns[i],
+							 &column);
 
 		strlcpy(column.name, NameStr(attr->attname), NAMEDATALEN);
 		dynbgw_clip(column.typname,
@@ -255,24 +253,25 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 	dynbgw_keeper_append(keeper, &natts, sizeof(natts));
 	for (int i = 0; i < keeper->info.natts; i++)
 	{
+		DynbgwKeptColumn *kept = &keeper->columns[i];
 		Datum		value = slot->tts_values[i];
 		const char *bytes = NULL;
 		int32		len = -1;
 
 		if (!slot->tts_isnull[i])
 		{
-			if (keeper->to_json[i] != NULL)
-				value = DirectFunctionCall1(keeper->to_json[i], value);
-			if (keeper->binary[i])
+			if (kept->to_json != NULL)
+				value = DirectFunctionCall1(kept->to_json, value);
+			if (kept->binary)
 			{
-				bytea	   *sent = SendFunctionCall(&keeper->output[i], value);
+				bytea	   *sent = SendFunctionCall(&kept->output, value);
 
 				bytes = VARDATA(sent);
 				len = VARSIZE(sent) - VARHDRSZ;
 			}
 			else
 			{
-				char	   *text = OutputFunctionCall(&keeper->output[i], value);
+				char	   *text = OutputFunctionCall(&kept->output, value);
 
 				bytes = pg_server_to_client(text, strlen(text));
 				len = strlen(bytes);
