@@ -662,6 +662,7 @@ extern int64 dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno,
 /* dynbgw_status.c */
 extern char *dynbgw_text_for_session(const char *str, int encoding);
 extern bool dynbgw_may_see(Oid roleoid);
+extern Datum dynbgw_name_datum(const char *str);
 
 /* dynbgw_launch_protocol.c */
 typedef enum DynbgwIfRunning

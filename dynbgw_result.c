@@ -555,11 +555,9 @@ dynbgw_results(PG_FUNCTION_ARGS)
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(info->key.n);
 		values[1] = Int64GetDatum((int64) info->generation);
-		if (rolename != NULL)
-			values[2] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
+		values[2] = dynbgw_name_datum(rolename);
 		nulls[2] = rolename == NULL;
-		if (dbname != NULL)
-			values[3] = DirectFunctionCall1(namein, CStringGetDatum(dbname));
+		values[3] = dynbgw_name_datum(dbname);
 		nulls[3] = dbname == NULL;
 		values[6] = Int64GetDatum((int64) info->size);
 		if (dynbgw_may_see(info->roleoid))

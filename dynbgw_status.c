@@ -84,7 +84,8 @@ dynbgw_text_column(Datum *value, bool *isnull, const char *str, int encoding)
 		*value = CStringGetTextDatum(dynbgw_text_for_session(str, encoding));
 }
 
-static Datum
+/* A name column's value; 0 for NULL, whose column the caller makes null. */
+Datum
 dynbgw_name_datum(const char *str)
 {
 	Name		name;
