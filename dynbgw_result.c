@@ -73,26 +73,33 @@ typedef struct DynbgwReading
 } DynbgwReading;
 
 /*
- * Whether the caller may read (reading) or drop a result: see the file
- * header.  A superuser may drop the result of a role that is gone.
+ * Whether the caller may drop the result of a role (rolename: NULL if the
+ * role was dropped), and read it if the role exists: see the file header.
+ */
+static bool
+dynbgw_result_may_drop(Oid roleoid, const char *rolename)
+{
+	return superuser() ||
+		(rolename != NULL && member_can_set_role(GetUserId(), roleoid));
+}
+
+/*
+ * That the caller may read (reading) or drop a result.  Nobody reads the
+ * result of a role that is gone; a superuser may drop it.
  */
 static void
 dynbgw_result_check_access(int n, const DynbgwResultInfo *info, bool reading)
 {
 	char	   *rolename = GetUserNameFromId(info->roleoid, true);
 
-	if (rolename == NULL)
-	{
-		if (reading || !superuser())
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("the role of the result of dynbgw worker %d was dropped",
-							n),
-					 errhint("A superuser may drop the result with dynbgw_drop_result(%d).",
-							 n)));
-		return;
-	}
-	if (!superuser() && !member_can_set_role(GetUserId(), info->roleoid))
+	if (rolename == NULL && (reading || !superuser()))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role of the result of dynbgw worker %d was dropped",
+						n),
+				 errhint("A superuser may drop the result with dynbgw_drop_result(%d).",
+						 n)));
+	if (!dynbgw_result_may_drop(info->roleoid, rolename))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for the result of dynbgw worker %d",
@@ -115,10 +122,10 @@ dynbgw_result_check_launch(int n, uint64 generation)
 	char	   *rolename;
 
 	if (!dynbgw_result_get(&key, 0, &info, NULL, 0) ||
-		info.generation >= generation || superuser())
+		info.generation >= generation)
 		return;
 	rolename = GetUserNameFromId(info.roleoid, true);
-	if (rolename != NULL && member_can_set_role(GetUserId(), info.roleoid))
+	if (dynbgw_result_may_drop(info.roleoid, rolename))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
