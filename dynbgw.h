@@ -705,6 +705,17 @@ typedef enum DynbgwSavedColumn
 	DYNBGW_SAVED_COLUMNS
 } DynbgwSavedColumn;
 
+/*
+ * The columns from the first that version 1.1.1's table lacks on, which a
+ * new library meets until ALTER EXTENSION dynbgw UPDATE (read as NULL, the
+ * default), are dynbgw_launch's arguments from this one on, in order: a
+ * launch of an earlier version has fewer of them.
+ */
+#define DYNBGW_SAVED_FIRST_OPTIONAL DYNBGW_SAVED_RETRY
+#define DYNBGW_LAUNCH_FIRST_OPTIONAL_ARG 13
+#define DYNBGW_LAUNCH_ARG_OF(col) \
+	(DYNBGW_LAUNCH_FIRST_OPTIONAL_ARG + (col) - DYNBGW_SAVED_FIRST_OPTIONAL)
+
 typedef struct DynbgwSaved
 {
 	int			n;

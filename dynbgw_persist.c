@@ -81,12 +81,6 @@ static const struct
 };
 
 /*
- * The first column that version 1.1.1's table lacks, which a new library
- * meets until ALTER EXTENSION dynbgw UPDATE: read as NULL, the default.
- */
-#define DYNBGW_SAVED_FIRST_OPTIONAL DYNBGW_SAVED_RETRY
-
-/*
  * The table dynbgw_definitions of the extension in this schema, opened
  * with lockmode.  An error if it has the layout of version 1.1, which a
  * new library meets until ALTER EXTENSION dynbgw UPDATE has run.
@@ -300,15 +294,12 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 void
 dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 {
-	/* Columns that tables of earlier versions lack, from this argument on. */
-	static const char *const later_columns[] = {"retry", "retry_delay",
-	"keep_result"};
-	const int	first_later_arg = 13;
-	Oid			argtypes[14] = {INT4OID, OIDOID, TEXTOID, INTERVALOID, OIDOID,
-		OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID, TEXTOID, INT4OID,
-	INTERVALOID, BOOLOID};
-	Datum		values[14];
-	char		nulls[14];
+	/* The columns every version's table has, then those of later ones. */
+	Oid			argtypes[DYNBGW_SAVED_COLUMNS] = {INT4OID, OIDOID, TEXTOID,
+		INTERVALOID, OIDOID, OIDOID, INT8OID, INTERVALOID, INTERVALOID, TEXTOID,
+	TEXTOID};
+	Datum		values[DYNBGW_SAVED_COLUMNS];
+	char		nulls[DYNBGW_SAVED_COLUMNS];
 	int			nparams = 11;
 	StringInfoData columns;
 	StringInfoData params;
@@ -341,15 +332,18 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 	initStringInfo(&columns);
 	initStringInfo(&params);
 	initStringInfo(&updates);
-	for (int i = 0; i < (int) lengthof(later_columns) &&
-		 first_later_arg + i < PG_NARGS(); i++)
+	for (int col = DYNBGW_SAVED_FIRST_OPTIONAL;
+		 col < DYNBGW_SAVED_COLUMNS && DYNBGW_LAUNCH_ARG_OF(col) < PG_NARGS();
+		 col++)
 	{
-		dynbgw_arg_param(fcinfo, first_later_arg + i, &values[nparams],
+		argtypes[nparams] = dynbgw_columns[col].type;
+		dynbgw_arg_param(fcinfo, DYNBGW_LAUNCH_ARG_OF(col), &values[nparams],
 						 &nulls[nparams]);
 		nparams++;
-		appendStringInfo(&columns, ", %s", later_columns[i]);
+		appendStringInfo(&columns, ", %s", dynbgw_columns[col].name);
 		appendStringInfo(&params, ", $%d", nparams);
-		appendStringInfo(&updates, ", %s = $%d", later_columns[i], nparams);
+		appendStringInfo(&updates, ", %s = $%d", dynbgw_columns[col].name,
+						 nparams);
 	}
 
 	if (dynbgw_definitions_execute(fcinfo,

@@ -214,13 +214,10 @@ dynbgw_restore_args(FunctionCallInfo fc, const DynbgwSaved *row)
 	DYNBGW_ARG(9, DYNBGW_SAVED_RUN_TIMEOUT);
 	DYNBGW_ARG(10, DYNBGW_SAVED_SCHEDULE);
 	DYNBGW_ARG(11, DYNBGW_SAVED_TIMEZONE);
-	if (fc->nargs > DYNBGW_LAUNCH_NARGS_1_1)
-	{
-		DYNBGW_ARG(13, DYNBGW_SAVED_RETRY);
-		DYNBGW_ARG(14, DYNBGW_SAVED_RETRY_DELAY);
-	}
-	if (fc->nargs > DYNBGW_LAUNCH_NARGS_1_2)
-		DYNBGW_ARG(15, DYNBGW_SAVED_KEEP_RESULT);
+	for (int col = DYNBGW_SAVED_FIRST_OPTIONAL;
+		 col < DYNBGW_SAVED_COLUMNS && DYNBGW_LAUNCH_ARG_OF(col) < fc->nargs;
+		 col++)
+		DYNBGW_ARG(DYNBGW_LAUNCH_ARG_OF(col), col);
 #undef DYNBGW_ARG
 	if (OidIsValid(row->database))
 	{
