@@ -114,8 +114,8 @@ dynbgw_result_string(char *result, const QueryCompletion *qc)
 
 /*
  * Run one statement of a command (its tag: tag) as exec_simple_query()
- * does, its rows going to receiver, and keep the tag with its row count in
- * result.
+ * does, its rows going to receiver (NULL: discarded), and keep the tag with
+ * its row count in result.
  */
 static void
 dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
@@ -145,7 +145,9 @@ dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
 	PortalDefineQuery(portal, NULL, command, tag, plantrees, NULL);
 	PortalStart(portal, NULL, 0, InvalidSnapshot);
 	/* Rows of queries that rules add are not the statement's. */
-	(void) dynbgw_portal_run(portal, FETCH_ALL, true, receiver, discard, &qc);
+	(void) dynbgw_portal_run(portal, FETCH_ALL, true,
+							 receiver != NULL ? receiver : discard, discard,
+							 &qc);
 	PortalDrop(portal, false);
 	dynbgw_result_string(result, &qc);
 }
@@ -216,9 +218,8 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, DestReceiver *keeper,
 		/* Armed per statement, so that a SET earlier in the command counts. */
 		if (StatementTimeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
-		dynbgw_run_statement(parsetree, tag, command,
-							 last && keeper != NULL ? keeper :
-							 CreateDestReceiver(DestNone), result);
+		dynbgw_run_statement(parsetree, tag, command, last ? keeper : NULL,
+							 result);
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		error_context_stack = errcallback.previous;
 		CommandCounterIncrement();
