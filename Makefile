@@ -1,19 +1,19 @@
 # dynbgw: launch, find and stop dynamic background workers from SQL
 MODULE_big = dynbgw
 OBJS = dynbgw.o dynbgw_authority.o dynbgw_command.o dynbgw_compat.o \
-	dynbgw_launch_protocol.o dynbgw_persist.o dynbgw_registry.o \
-	dynbgw_restore.o dynbgw_result.o dynbgw_result_keep.o \
+	dynbgw_launch_protocol.o dynbgw_persist.o dynbgw_pool.o \
+	dynbgw_registry.o dynbgw_restore.o dynbgw_result.o dynbgw_result_keep.o \
 	dynbgw_result_store.o dynbgw_schedule.o dynbgw_slot.o dynbgw_slot_read.o \
-	dynbgw_status.o dynbgw_stop_protocol.o dynbgw_wake.o dynbgw_worker.o \
-	dynbgw_worker_file.o
+	dynbgw_status.o dynbgw_stop_protocol.o dynbgw_task.o dynbgw_task_queue.o \
+	dynbgw_wake.o dynbgw_worker.o dynbgw_worker_file.o
 EXTENSION = dynbgw
 DATA = dynbgw--1.0.sql dynbgw--1.0--1.1.sql dynbgw--1.1--1.1.1.sql \
-	dynbgw--1.1.1--1.2.sql dynbgw--1.2--1.3.sql
+	dynbgw--1.1.1--1.2.sql dynbgw--1.2--1.3.sql dynbgw--1.3--1.4.sql
 PGFILEDESC = "dynbgw - dynamic background workers from SQL"
 # Only entry points and SQL-callable functions can be loaded by name.
 PG_CFLAGS = -fvisibility=hidden
 
-REGRESS = setup launch stop workers jobs outcomes schedules persist security grant_role wake results upgrade
+REGRESS = setup launch stop workers jobs outcomes schedules persist security grant_role wake results pools upgrade
 REGRESS_OPTS = --load-extension=dynbgw
 ISOLATION = launch_stop
 ISOLATION_OPTS = --load-extension=dynbgw

@@ -106,6 +106,15 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("dynbgw.max_queued_tasks",
+							"Tasks that the queues of all dynbgw pools hold at most.",
+							"The queue sizes of all pools add up to at most "
+							"this.",
+							&dynbgw_max_queued_tasks,
+							10000, 1, DYNBGW_MAX_QUEUED_TASKS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("dynbgw");
 
 	if (process_shared_preload_libraries_in_progress)
@@ -114,7 +123,7 @@ _PG_init(void)
 
 /* ---- argument checks ---- */
 
-static void
+void
 dynbgw_require(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	if (PG_ARGISNULL(argno))
@@ -177,7 +186,7 @@ dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno, const char *name)
  * a clear error before any process starts; the worker is held to the same
  * rules when it connects.
  */
-static Oid
+Oid
 dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null,
 					Oid roleoid)
 {
@@ -201,7 +210,7 @@ dynbgw_database_arg(FunctionCallInfo fcinfo, int argno, Oid if_null,
 	return dboid;
 }
 
-static int
+int
 dynbgw_database_encoding(Oid dboid)
 {
 	HeapTuple	tuple;
@@ -277,7 +286,7 @@ dynbgw_if_running_arg(FunctionCallInfo fcinfo, int argno)
  * The role a worker runs as: the current user, or one the caller may become
  * with SET ROLE.  Never a superuser for a caller who is not one.
  */
-static Oid
+Oid
 dynbgw_role_arg(FunctionCallInfo fcinfo, int argno)
 {
 	Oid			roleoid;
@@ -379,22 +388,22 @@ dynbgw_bounds_args(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 	}
 }
 
-/* How long a run may take. */
-static void
-dynbgw_run_timeout_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
+/* How long a run may take, in milliseconds; 0 (NULL): no limit. */
+int
+dynbgw_run_timeout_arg(FunctionCallInfo fcinfo, int argno)
 {
-	/* Version 1.0 of the SQL definition has no run_timeout. */
-	if (PG_NARGS() > 9 && !PG_ARGISNULL(9))
-	{
-		int64		run_timeout_us = dynbgw_interval_arg(fcinfo, 9, "run_timeout");
+	int64		run_timeout_us;
 
-		if (run_timeout_us < 1000 || run_timeout_us > 24 * USECS_PER_DAY)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("run_timeout must be between 1 millisecond and 24 days"),
-					 errhint("Leave run_timeout NULL for runs without a time limit.")));
-		def->run_timeout_ms = (int) (run_timeout_us / 1000);
-	}
+	/* Version 1.0 of dynbgw_launch has no run_timeout. */
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return 0;
+	run_timeout_us = dynbgw_interval_arg(fcinfo, argno, "run_timeout");
+	if (run_timeout_us < 1000 || run_timeout_us > 24 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("run_timeout must be between 1 millisecond and 24 days"),
+				 errhint("Leave run_timeout NULL for runs without a time limit.")));
+	return (int) (run_timeout_us / 1000);
 }
 
 /* How often, and after how long, a failed run is run again. */
@@ -442,10 +451,21 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 					 errdetail("A worker without a command has no rows to keep.")));
 		return;
 	}
-	command = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	command = dynbgw_command_text(PG_GETARG_TEXT_PP(1), def->encoding);
+	strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
+}
+
+/*
+ * A command argument, checked, in the encoding of the database that runs
+ * it, where it must fit in DYNBGW_MAX_COMMAND.
+ */
+char *
+dynbgw_command_text(text *arg, int encoding)
+{
+	char	   *command = text_to_cstring(arg);
+
 	dynbgw_check_command(command);
-	/* The worker runs it in its own database's encoding. */
-	command = pg_server_to_any(command, strlen(command), def->encoding);
+	command = pg_server_to_any(command, strlen(command), encoding);
 	if (strlen(command) >= DYNBGW_MAX_COMMAND)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -453,7 +473,7 @@ dynbgw_command_arg(FunctionCallInfo fcinfo, DynbgwDefinition *def)
 				 errdetail("A command may have at most %d bytes.",
 						   DYNBGW_MAX_COMMAND - 1),
 				 errhint("Put the work in a procedure and CALL it.")));
-	strlcpy(def->command, command, DYNBGW_MAX_COMMAND);
+	return command;
 }
 
 /*
@@ -485,7 +505,7 @@ dynbgw_launch(PG_FUNCTION_ARGS)
 	dynbgw_bounds_args(fcinfo, def);
 	if_running = dynbgw_if_running_arg(fcinfo, 7);
 	wait_for_slot_us = dynbgw_interval_arg(fcinfo, 8, "wait_for_slot");
-	dynbgw_run_timeout_arg(fcinfo, def);
+	def->run_timeout_ms = dynbgw_run_timeout_arg(fcinfo, 9);
 	dynbgw_retry_args(fcinfo, def);
 	/* Before 1.3 the SQL definition has no keep_result. */
 	def->keep_result = PG_NARGS() > 15 && !PG_ARGISNULL(15) &&

@@ -71,6 +71,9 @@
 /* Upper bound of dynbgw_launch's retry. */
 #define DYNBGW_MAX_RETRY		1000
 
+/* Upper bound of dynbgw.max_queued_tasks, and so of a pool's queue_size. */
+#define DYNBGW_MAX_QUEUED_TASKS	1000000
+
 typedef enum DynbgwState
 {
 	DYNBGW_FREE = 0,			/* no worker has this number */
@@ -132,6 +135,11 @@ typedef struct DynbgwDefinition
 	int			retry;			/* a failed run is run again this often */
 	int64		retry_delay_us; /* before the first retry; then doubled */
 	bool		keep_result;	/* keep the rows of each run's last statement */
+	/* A pool's worker: the pool, as a worker brought back can remake it. */
+	uint64		pool_id;		/* 0: not a pool's */
+	char		pool_name[NAMEDATALEN];
+	int			pool_size;
+	int			pool_queue_size;
 	int64		arg;			/* function kind: the entry point's argument */
 	char		library[MAXPGPATH];
 	char		function[BGW_MAXLEN];
@@ -182,7 +190,8 @@ typedef enum DynbgwTrigger
 {
 	DYNBGW_TRIGGER_SCHEDULE,	/* it was due: naptime or cron schedule */
 	DYNBGW_TRIGGER_WAKE,		/* dynbgw_wake() */
-	DYNBGW_TRIGGER_RETRY		/* the attempt before it failed */
+	DYNBGW_TRIGGER_RETRY,		/* the attempt before it failed */
+	DYNBGW_TRIGGER_TASK			/* a pool's worker took a task */
 } DynbgwTrigger;
 
 /* One run's attempt, in the history ring (dynbgw_runs). */
@@ -271,17 +280,43 @@ typedef struct DynbgwSlot
  * Where the kept results are (dynbgw_result_store.c): a DSA area made on
  * first use, holding a directory of results and the results' rows.
  */
+/* Where a DSA area made on first use is, once it is made. */
+typedef struct DynbgwAreaAnchor
+{
+	bool		made;
+	dsa_handle	handle;
+} DynbgwAreaAnchor;
+
 typedef struct DynbgwResultStore
 {
 	LWLock		lock;			/* guards the rest and the directory */
-	bool		have_area;
-	dsa_handle	area;
+	DynbgwAreaAnchor area;
 	dsa_pointer directory;		/* DynbgwResultEntry[directory_size] */
 	int			directory_size;
 	int			entries;		/* of the directory that are used */
 	uint64		total;			/* bytes of the results kept and staged */
 	uint64		last_version;
 } DynbgwResultStore;
+
+/*
+ * Pools and their tasks (dynbgw_task_queue.c): each pool's queue in a DSA
+ * area made on the first pool, the pools, their workers and the history of
+ * ended tasks in the registry.  The lock guards all of it.
+ */
+typedef struct DynbgwTaskBoard
+{
+	LWLock		lock;
+	DynbgwAreaAnchor area;
+	uint64		first_pool;		/* pools before it were made before the
+								 * registry, and are remade by their workers */
+	uint64		last_pool;		/* pool ids, from the registry's creation
+								 * time, as generations */
+	uint64		last_task;		/* task ids, likewise */
+	uint64		tasks_recorded; /* the next ended task goes to this %
+								 * history_size */
+	int64		queued;			/* tasks waiting in all queues */
+	ConditionVariable changed;	/* a task ended, or left a queue */
+} DynbgwTaskBoard;
 
 typedef struct DynbgwRegistry
 {
@@ -294,8 +329,13 @@ typedef struct DynbgwRegistry
 	uint64		last_generation;
 	uint64		runs_recorded;	/* the next run goes to this % history_size */
 	DynbgwResultStore results;
+	DynbgwTaskBoard tasks;
 	DynbgwSlot	slots[FLEXIBLE_ARRAY_MEMBER];
-	/* followed by DynbgwRun[history_size]: see dynbgw_history() */
+
+	/*
+	 * followed by DynbgwRun[history_size] (dynbgw_history()), and by the
+	 * pools, their workers and the ended tasks of dynbgw_task_queue.c
+	 */
 } DynbgwRegistry;
 
 /* The registry's size, fixed when it is created. */
@@ -309,7 +349,7 @@ typedef struct DynbgwShape
  * Identifies the registry's layout.  A library of another layout, installed
  * while the server runs, must not read the registry its predecessor made.
  */
-#define DYNBGW_REGISTRY_MAGIC	0x44595237	/* "DYR7" */
+#define DYNBGW_REGISTRY_MAGIC	0x44595238	/* "DYR8" */
 
 /* What the launcher passes to a worker in bgw_extra. */
 typedef struct DynbgwWorkerArgs
@@ -336,7 +376,7 @@ typedef struct DynbgwSavedWorker
 	DynbgwDefinition def;
 } DynbgwSavedWorker;
 
-#define DYNBGW_SAVED_MAGIC	0x44594e36	/* "DYN6" */
+#define DYNBGW_SAVED_MAGIC	0x44594e37	/* "DYN7" */
 #define DYNBGW_SAVED_DIR	"pg_dynbgw"
 
 /*
@@ -384,6 +424,10 @@ extern DynbgwRegistry *dynbgw_reg;	/* once dynbgw_registry() found it */
 
 extern DynbgwRegistry *dynbgw_registry(void);
 extern DynbgwRun *dynbgw_history(DynbgwRegistry *reg);
+extern void *dynbgw_registry_tail(DynbgwRegistry *reg);
+extern Size dynbgw_registry_tail_size(int capacity, int history_size);
+extern dsa_area *dynbgw_area_map(LWLock *lock, DynbgwAreaAnchor *anchor,
+								 dsa_area **mapping, bool create);
 extern int	dynbgw_clip_length(const char *message, int size);
 extern void dynbgw_clip(char *dest, const char *message, int size);
 
@@ -560,6 +604,8 @@ extern const char *dynbgw_state_name(DynbgwState state);
 extern ConditionVariable *dynbgw_slot_cv(int n);
 extern void dynbgw_slot_look(int n, DynbgwOccupant *occupant);
 extern bool dynbgw_slot_occupant(int n, DynbgwOccupant *occupant);
+extern int	dynbgw_slot_pool_workers(uint64 pool_id, int *numbers,
+									 uint64 *generations);
 extern int	dynbgw_slot_find_pid(int pid, DynbgwOccupant *occupant,
 								 bool *was_ours);
 extern bool dynbgw_slot_copy(int n, DynbgwSlot *copy);
@@ -577,7 +623,8 @@ extern int	dynbgw_history_copy(uint64 from, uint64 to, DynbgwRun *runs);
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);
 extern void dynbgw_command_run(const DynbgwDefinition *def, int n,
-							   DestReceiver *keeper, char *result);
+							   Oid submitter, DestReceiver *keeper,
+							   char *result);
 extern void dynbgw_command_recover(void);
 extern void dynbgw_command_reset(const DynbgwDefinition *def);
 
@@ -642,9 +689,112 @@ extern DynbgwResultInfo *dynbgw_result_list(int *count);
 extern void dynbgw_result_check_launch(int n, uint64 generation);
 
 /* dynbgw_result_keep.c */
-extern DestReceiver *dynbgw_result_receiver(int n, uint64 generation,
+extern DestReceiver *dynbgw_result_receiver(const DynbgwResultKey *key,
+											uint64 generation,
 											const DynbgwDefinition *def);
 extern void dynbgw_result_keep(DestReceiver *receiver);
+
+/* dynbgw_task_queue.c: pools, their queues and their tasks */
+
+typedef enum DynbgwTaskState
+{
+	DYNBGW_TASK_PENDING,		/* submitted in a transaction yet to commit */
+	DYNBGW_TASK_QUEUED,
+	DYNBGW_TASK_RUNNING,
+	DYNBGW_TASK_ENDED
+} DynbgwTaskState;
+
+/* A task as dynbgw_tasks shows it, and as the history keeps one that ended. */
+typedef struct DynbgwTaskRecord
+{
+	uint64		id;
+	DynbgwTaskState state;
+	char		pool[NAMEDATALEN];
+	Oid			roleoid;		/* the pool's */
+	Oid			dboid;
+	Oid			submitter;
+	int			priority;
+	bool		keep_result;
+	int			n;				/* the worker that ran it; 0: none */
+	int			pid;
+	TimestampTz submitted;
+	TimestampTz started;		/* 0: it never started */
+	TimestampTz finished;
+	DynbgwRunStatus outcome;	/* once ended */
+	int			error_code;
+	int			encoding;		/* of message */
+	char		message[DYNBGW_MAX_RUN_ERROR];
+	char		result[DYNBGW_MAX_RESULT];
+} DynbgwTaskRecord;
+
+/* A pool, as its readers see it. */
+typedef struct DynbgwPoolInfo
+{
+	uint64		id;
+	char		name[NAMEDATALEN];
+	int			size;
+	int			queue_size;
+	Oid			dboid;
+	Oid			roleoid;
+	Oid			owner;			/* who made it */
+	int			encoding;		/* of its database */
+	bool		dropping;
+	int			waiting;		/* tasks pending or queued */
+} DynbgwPoolInfo;
+
+/* What a submission asks for. */
+typedef struct DynbgwTaskSpec
+{
+	const char *command;		/* in the encoding of the pool's database */
+	Oid			submitter;
+	int			priority;
+	bool		keep_result;
+	int			run_timeout_ms;
+	bool		pending;		/* queued when its transaction commits */
+} DynbgwTaskSpec;
+
+/* What a pool's worker takes to run a task. */
+typedef struct DynbgwTaskTaken
+{
+	uint64		id;
+	Oid			submitter;
+	bool		keep_result;
+	int			run_timeout_ms;
+	char		command[DYNBGW_MAX_COMMAND];
+} DynbgwTaskTaken;
+
+typedef enum DynbgwQueueStatus
+{
+	DYNBGW_QUEUE_DONE,
+	DYNBGW_QUEUE_FULL,			/* the pool's queue, or all queues */
+	DYNBGW_QUEUE_NO_POOL,		/* dropped, or being dropped */
+	DYNBGW_QUEUE_EXISTS,		/* a pool of the name exists */
+	DYNBGW_QUEUE_NOTHING		/* a worker: no task waits */
+} DynbgwQueueStatus;
+
+extern int	dynbgw_max_queued_tasks;
+extern uint64 dynbgw_pool_add(DynbgwPoolInfo *pool, DynbgwQueueStatus *status);
+extern bool dynbgw_pool_get(const char *name, uint64 id, DynbgwPoolInfo *pool);
+extern DynbgwPoolInfo *dynbgw_pool_list(int *count);
+extern void dynbgw_pool_drain(uint64 id);
+extern void dynbgw_pool_remove(uint64 id);
+extern uint64 dynbgw_task_add(uint64 pool_id, const DynbgwTaskSpec *spec,
+							  DynbgwQueueStatus *status);
+extern void dynbgw_task_settle(uint64 pool_id, uint64 id, bool commit);
+extern bool dynbgw_task_find(uint64 id, DynbgwTaskRecord *record);
+extern DynbgwTaskRecord *dynbgw_task_list(int *count);
+extern bool dynbgw_task_cancel(uint64 id);
+extern ConditionVariable *dynbgw_tasks_cv(void);
+
+/* dynbgw_pool.c */
+extern void dynbgw_pool_of_name(const char *name, DynbgwPoolInfo *pool);
+
+/* a pool's worker */
+extern bool dynbgw_pool_join(int n, const DynbgwDefinition *def);
+extern DynbgwQueueStatus dynbgw_task_take(int n, DynbgwTaskTaken *taken);
+extern void dynbgw_task_end(int n, DynbgwRunStatus outcome, int error_code,
+							const char *message, const char *result);
+extern void dynbgw_pool_leave(int n);
 
 /* dynbgw_schedule.c */
 extern void dynbgw_schedule_parse(const char *expr, DynbgwSchedule *schedule);
@@ -654,10 +804,18 @@ extern pg_tz *dynbgw_timezone_arg(FunctionCallInfo fcinfo, int argno,
 								  char *name);
 
 /* dynbgw.c: argument checks the SQL functions share */
+extern void dynbgw_require(FunctionCallInfo fcinfo, int argno,
+						   const char *name);
 extern int	dynbgw_number_arg(FunctionCallInfo fcinfo, int argno,
 							  bool launching);
 extern int64 dynbgw_interval_arg(FunctionCallInfo fcinfo, int argno,
 								 const char *name);
+extern Oid	dynbgw_role_arg(FunctionCallInfo fcinfo, int argno);
+extern Oid	dynbgw_database_arg(FunctionCallInfo fcinfo, int argno,
+								Oid if_null, Oid roleoid);
+extern int	dynbgw_database_encoding(Oid dboid);
+extern int	dynbgw_run_timeout_arg(FunctionCallInfo fcinfo, int argno);
+extern char *dynbgw_command_text(text *arg, int encoding);
 
 /* dynbgw_status.c */
 extern char *dynbgw_text_for_session(const char *str, int encoding);
@@ -749,6 +907,8 @@ extern int	dynbgw_reserved_worker_processes;
 extern bool dynbgw_authority_revoked;
 extern void dynbgw_authority_record(DynbgwDefinition *def, Oid launch_funcoid);
 extern void dynbgw_authority_check(const DynbgwDefinition *def, int n);
+extern bool dynbgw_may_submit(Oid submitter, Oid roleoid);
+extern void dynbgw_submitter_check(Oid submitter, Oid roleoid);
 extern void dynbgw_limits_prepare(DynbgwLimits *limits,
 								  const DynbgwDefinition *def);
 extern void dynbgw_limit_error(const DynbgwLimits *limits,
@@ -775,6 +935,15 @@ extern PGDLLEXPORT Datum dynbgw_result(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_result_json(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_drop_result(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_results(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_pool_create(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_pool_drop(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_pools(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_submit(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_wait_task(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_cancel_task(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_tasks(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_task_result(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_task_result_json(PG_FUNCTION_ARGS);
 
 /*
  * What every dynamic worker of dynbgw's is: connected to a database, ended

@@ -235,6 +235,39 @@ dynbgw_authority_check(const DynbgwDefinition *def, int n)
 }
 
 /*
+ * Whether a role may have a pool running as roleoid run its SQL: it is a
+ * superuser, or may SET ROLE to it and it is not one.
+ */
+bool
+dynbgw_may_submit(Oid submitter, Oid roleoid)
+{
+	if (superuser_arg(submitter))
+		return true;
+	return !superuser_arg(roleoid) && member_can_set_role(submitter, roleoid);
+}
+
+/*
+ * Before a pool's task runs, in its transaction: the role that submitted
+ * it still may, as when it submitted (a role revoked, or dropped, while
+ * its task waited).  The task fails; the pool's authority is untouched.
+ */
+void
+dynbgw_submitter_check(Oid submitter, Oid roleoid)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(submitter)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that submitted this task was dropped")));
+	if (!dynbgw_may_submit(submitter, roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may no longer run SQL as role \"%s\"",
+						GetUserNameFromId(submitter, false),
+						GetUserNameFromId(roleoid, false)),
+				 errdetail("A task runs only while the role that submitted it may SET ROLE to the pool's role.")));
+}
+
+/*
  * What a worker of this role in this database counts against, read from
  * the catalogs before the registry is locked (see
  * dynbgw_count_limits_locked()).

@@ -161,8 +161,8 @@ dynbgw_run_statement(RawStmt *parsetree, CommandTag tag, const char *command,
  * with dynbgw_command_recover().
  */
 void
-dynbgw_command_run(const DynbgwDefinition *def, int n, DestReceiver *keeper,
-				   char *result)
+dynbgw_command_run(const DynbgwDefinition *def, int n, Oid submitter,
+				   DestReceiver *keeper, char *result)
 {
 	const char *command = def->command;
 	MemoryContext run_context = CurrentMemoryContext;
@@ -184,6 +184,8 @@ dynbgw_command_run(const DynbgwDefinition *def, int n, DestReceiver *keeper,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("dynbgw worker %d would run as another role than its own", n)));
 	dynbgw_authority_check(def, n);
+	if (OidIsValid(submitter))
+		dynbgw_submitter_check(submitter, def->roleoid);
 	result[0] = '\0';
 	if (command[0] == '\0')
 	{

@@ -25,7 +25,8 @@ dynbgw_wait_event(DynbgwWaitEvent event)
 		[DYNBGW_WAIT_NAP] = "DynbgwNap",
 		[DYNBGW_WAIT_LAUNCH] = "DynbgwLaunch",
 		[DYNBGW_WAIT_STOP] = "DynbgwStop",
-		[DYNBGW_WAIT_END] = "DynbgwWait"
+		[DYNBGW_WAIT_END] = "DynbgwWait",
+		[DYNBGW_WAIT_QUEUE] = "DynbgwQueue"
 	};
 	static uint32 ids[lengthof(names)];
 

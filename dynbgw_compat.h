@@ -224,7 +224,9 @@ typedef enum DynbgwWaitEvent
 	DYNBGW_WAIT_NAP,			/* a worker sleeping between runs */
 	DYNBGW_WAIT_LAUNCH,			/* a launcher waiting for its worker */
 	DYNBGW_WAIT_STOP,			/* a stopper waiting for a worker to go */
-	DYNBGW_WAIT_END				/* dynbgw_wait() waiting for a launch to end */
+	DYNBGW_WAIT_END,			/* dynbgw_wait() waiting for a launch to end,
+								 * or dynbgw_wait_task() for a task */
+	DYNBGW_WAIT_QUEUE			/* dynbgw_submit() waiting for room */
 } DynbgwWaitEvent;
 
 extern uint32 dynbgw_wait_event(DynbgwWaitEvent event);

@@ -20,6 +20,7 @@
 #include "storage/dsm.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "dynbgw.h"
@@ -51,9 +52,12 @@ dynbgw_shape_from_settings(DynbgwShape *shape)
 static Size
 dynbgw_registry_size(const DynbgwShape *shape)
 {
-	return add_size(add_size(offsetof(DynbgwRegistry, slots),
-							 mul_size(shape->capacity, sizeof(DynbgwSlot))),
-					mul_size(shape->history_size, sizeof(DynbgwRun)));
+	Size		size = offsetof(DynbgwRegistry, slots);
+
+	size = add_size(size, mul_size(shape->capacity, sizeof(DynbgwSlot)));
+	size = add_size(size, mul_size(shape->history_size, sizeof(DynbgwRun)));
+	return add_size(size, dynbgw_registry_tail_size(shape->capacity,
+													 shape->history_size));
 }
 
 /* Fill in a new registry (ptr) of the given shape (arg). */
@@ -69,10 +73,20 @@ dynbgw_registry_init(void *ptr, void *arg)
 	reg->tranche_id = dynbgw_new_tranche("dynbgw");
 	LWLockInitialize(&reg->lock, reg->tranche_id);
 	LWLockInitialize(&reg->results.lock, reg->tranche_id);
+	LWLockInitialize(&reg->tasks.lock, reg->tranche_id);
+	ConditionVariableInit(&reg->tasks.changed);
 	reg->capacity = shape->capacity;
 	reg->history_size = shape->history_size;
-	/* Generations stay unique across crash-restarts, which keep workers. */
+
+	/*
+	 * Generations stay unique across crash-restarts, which keep workers, and
+	 * so do the ids of pools, which keep theirs, and of tasks, which a
+	 * waiter must not mistake.
+	 */
 	reg->last_generation = GetCurrentTimestamp();
+	reg->tasks.first_pool = reg->last_generation;
+	reg->tasks.last_pool = reg->last_generation;
+	reg->tasks.last_task = reg->last_generation;
 	for (int i = 0; i < shape->capacity; i++)
 	{
 		ConditionVariableInit(&reg->slots[i].state_cv);
@@ -85,6 +99,47 @@ DynbgwRun *
 dynbgw_history(DynbgwRegistry *reg)
 {
 	return (DynbgwRun *) &reg->slots[reg->capacity];
+}
+
+/* What follows the history: the pools and tasks of dynbgw_task_queue.c. */
+void *
+dynbgw_registry_tail(DynbgwRegistry *reg)
+{
+	return &dynbgw_history(reg)[reg->history_size];
+}
+
+/*
+ * This process's mapping (*mapping) of a DSA area whose anchor the lock
+ * guards.  If none exists, it is made when create is true, and NULL is
+ * returned otherwise.  Made or mapped, it lasts as long as the server, or
+ * the process.
+ */
+dsa_area *
+dynbgw_area_map(LWLock *lock, DynbgwAreaAnchor *anchor, dsa_area **mapping,
+				bool create)
+{
+	MemoryContext oldcontext;
+
+	if (*mapping != NULL)
+		return *mapping;
+
+	/* The mapping's bookkeeping lasts as long as the process. */
+	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	if (anchor->made)
+		*mapping = dsa_attach(anchor->handle);
+	else if (create)
+	{
+		*mapping = dsa_create(dynbgw_registry()->tranche_id);
+		dsa_pin(*mapping);
+		anchor->handle = dsa_get_handle(*mapping);
+		anchor->made = true;
+	}
+	if (*mapping != NULL)
+		dsa_pin_mapping(*mapping);
+	LWLockRelease(lock);
+	MemoryContextSwitchTo(oldcontext);
+	return *mapping;
 }
 
 #ifdef DYNBGW_HAVE_NAMED_DSM

@@ -43,8 +43,11 @@ PG_FUNCTION_INFO_V1(dynbgw_result);
 PG_FUNCTION_INFO_V1(dynbgw_result_json);
 PG_FUNCTION_INFO_V1(dynbgw_drop_result);
 PG_FUNCTION_INFO_V1(dynbgw_results);
+PG_FUNCTION_INFO_V1(dynbgw_task_result);
+PG_FUNCTION_INFO_V1(dynbgw_task_result_json);
 
-#define DYNBGW_RESULTS_COLS 8
+/* Columns of version 1.4; those of an earlier one come first. */
+#define DYNBGW_RESULTS_COLS 9
 
 /* How a column's values are read. */
 typedef struct DynbgwReadColumn
@@ -57,7 +60,8 @@ typedef struct DynbgwReadColumn
 /* A result copied out of the store, read a row at a time. */
 typedef struct DynbgwReading
 {
-	int			n;
+	DynbgwResultKey key;
+	char		what[64];		/* "dynbgw worker n" or "dynbgw task id" */
 	DynbgwResultInfo info;
 	char	   *data;			/* info.size bytes, and a spare one */
 	DynbgwResultColumn *columns;	/* at the start of data */
@@ -88,22 +92,22 @@ dynbgw_result_may_drop(Oid roleoid, const char *rolename)
  * result of a role that is gone; a superuser may drop it.
  */
 static void
-dynbgw_result_check_access(int n, const DynbgwResultInfo *info, bool reading)
+dynbgw_result_check_access(const char *what, const DynbgwResultInfo *info,
+						   bool reading)
 {
 	char	   *rolename = GetUserNameFromId(info->roleoid, true);
 
 	if (rolename == NULL && (reading || !superuser()))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role of the result of dynbgw worker %d was dropped",
-						n),
+				 errmsg("the role of the result of %s was dropped", what),
+				 info->key.task == 0 ?
 				 errhint("A superuser may drop the result with dynbgw_drop_result(%d).",
-						 n)));
+						 info->key.n) : 0));
 	if (!dynbgw_result_may_drop(info->roleoid, rolename))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for the result of dynbgw worker %d",
-						n),
+				 errmsg("permission denied for the result of %s", what),
 				 errdetail("Only roles that may SET ROLE to \"%s\", and superusers, may read or drop it.",
 						   rolename)));
 }
@@ -138,12 +142,14 @@ dynbgw_result_check_launch(int n, uint64 generation)
 }
 
 static void
-dynbgw_result_none(int n)
+dynbgw_result_none(const DynbgwResultKey *key, const char *what)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("dynbgw worker %d has no result", n),
-			 errdetail("A worker launched with keep_result keeps the rows of the last statement of its last successful run, until its number is launched again or the result is dropped."),
+			 errmsg("%s has no result", what),
+			 key->task == 0 ?
+			 errdetail("A worker launched with keep_result keeps the rows of the last statement of its last successful run, until its number is launched again or the result is dropped.") :
+			 errdetail("A task submitted with keep_result that succeeded keeps the rows of its last statement, as long as dynbgw_tasks lists it."),
 			 errhint("The view dynbgw_results lists the results that are kept.")));
 }
 
@@ -153,19 +159,22 @@ dynbgw_result_none(int n)
  * checked in turn.
  */
 static void
-dynbgw_result_open(int n, DynbgwReading *r)
+dynbgw_result_open(const DynbgwResultKey *key, DynbgwReading *r)
 {
-	DynbgwResultKey key = {n, 0};
-
 	memset(r, 0, sizeof(*r));
-	r->n = n;
+	r->key = *key;
+	if (key->task == 0)
+		snprintf(r->what, sizeof(r->what), "dynbgw worker %d", key->n);
+	else
+		snprintf(r->what, sizeof(r->what), "dynbgw task " UINT64_FORMAT,
+				 key->task);
 	for (;;)
 	{
-		if (!dynbgw_result_get(&key, 0, &r->info, NULL, 0))
-			dynbgw_result_none(n);
-		dynbgw_result_check_access(n, &r->info, true);
+		if (!dynbgw_result_get(key, 0, &r->info, NULL, 0))
+			dynbgw_result_none(key, r->what);
+		dynbgw_result_check_access(r->what, &r->info, true);
 		r->data = palloc(r->info.size + 1);
-		if (dynbgw_result_get(&key, r->info.version, NULL, r->data,
+		if (dynbgw_result_get(key, r->info.version, NULL, r->data,
 							  r->info.size))
 			break;
 		pfree(r->data);
@@ -199,8 +208,8 @@ dynbgw_result_check_type(const DynbgwReading *r, int i)
 
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("column \"%s\" of the result of dynbgw worker %d has a type of another database",
-						name, r->n),
+				 errmsg("column \"%s\" of the result of %s has a type of another database",
+						name, r->what),
 				 errdetail("Its type %s is one of database \"%s\"; in other databases only columns of built-in types can be read.",
 						   typname, dbname ? dbname : "?"),
 				 dbname ? errhint("Read the result in database \"%s\".", dbname) : 0));
@@ -208,8 +217,8 @@ dynbgw_result_check_type(const DynbgwReading *r, int i)
 	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(column->typid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("type %s of column \"%s\" of the result of dynbgw worker %d no longer exists",
-						typname, name, r->n)));
+				 errmsg("type %s of column \"%s\" of the result of %s no longer exists",
+						typname, name, r->what)));
 }
 
 static void
@@ -217,8 +226,8 @@ dynbgw_result_mismatch(const DynbgwReading *r, const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("column definition list does not match the result of dynbgw worker %d",
-					r->n),
+			 errmsg("column definition list does not match the result of %s",
+					r->what),
 			 errdetail_internal("%s", detail),
 			 errhint("The column \"columns\" of the view dynbgw_results shows the result's columns.")));
 }
@@ -327,8 +336,8 @@ dynbgw_result_value(DynbgwReading *r, int i, char *bytes, int32 len)
 		if (buf.cursor != buf.len)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-					 errmsg("incorrect binary data format in column \"%s\" of the result of dynbgw worker %d",
-							r->columns[i].name, r->n)));
+					 errmsg("incorrect binary data format in column \"%s\" of the result of %s",
+							r->columns[i].name, r->what)));
 	}
 	else
 		value = InputFunctionCall(&r->read[i].input,
@@ -346,25 +355,25 @@ dynbgw_result_values(DynbgwReading *r, Datum *values, bool *nulls)
 	int16		natts;
 
 	if (end - r->next < (ptrdiff_t) sizeof(natts))
-		elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+		elog(ERROR, "result of %s is cut short", r->what);
 	memcpy(&natts, r->next, sizeof(natts));
 	r->next += sizeof(natts);
 	if (natts != r->info.natts)
-		elog(ERROR, "result of dynbgw worker %d has a row of %d columns, not %d",
-			 r->n, natts, r->info.natts);
+		elog(ERROR, "result of %s has a row of %d columns, not %d",
+			 r->what, natts, r->info.natts);
 	for (int i = 0; i < r->info.natts; i++)
 	{
 		int32		len;
 
 		if (end - r->next < (ptrdiff_t) sizeof(len))
-			elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+			elog(ERROR, "result of %s is cut short", r->what);
 		memcpy(&len, r->next, sizeof(len));
 		r->next += sizeof(len);
 		nulls[i] = len < 0;
 		if (nulls[i])
 			continue;
 		if (end - r->next < len)
-			elog(ERROR, "result of dynbgw worker %d is cut short", r->n);
+			elog(ERROR, "result of %s is cut short", r->what);
 		values[i] = dynbgw_result_value(r, i, r->next, len);
 		r->next += len;
 	}
@@ -435,6 +444,62 @@ dynbgw_result_put_rows(DynbgwReading *r, ReturnSetInfo *rsinfo,
 	dynbgw_result_act_as_reader(r);
 }
 
+/* The rows kept under key, as the types of the column definition list. */
+static Datum
+dynbgw_read_rows(FunctionCallInfo fcinfo, const DynbgwResultKey *key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwReading r;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	dynbgw_result_open(key, &r);
+	dynbgw_result_prepare(&r, rsinfo->setDesc);
+	dynbgw_result_put_rows(&r, rsinfo, NULL);
+	return (Datum) 0;
+}
+
+/* The rows kept under key, each as a jsonb object of its columns. */
+static Datum
+dynbgw_read_json(FunctionCallInfo fcinfo, const DynbgwResultKey *key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwReading r;
+	TupleDesc	rowdesc;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	dynbgw_result_open(key, &r);
+	dynbgw_result_prepare(&r, NULL);
+	rowdesc = CreateTemplateTupleDesc(r.info.natts);
+	for (int i = 0; i < r.info.natts; i++)
+		TupleDescInitEntry(rowdesc, i + 1,
+						   dynbgw_result_name(&r, r.columns[i].name),
+						   r.columns[i].typid, r.columns[i].typmod, 0);
+	TupleDescFinalize(rowdesc);
+	rowdesc = BlessTupleDesc(rowdesc);
+	dynbgw_result_put_rows(&r, rsinfo, rowdesc);
+	return (Datum) 0;
+}
+
+/* The key of the result of worker n (task false) or of a task. */
+static DynbgwResultKey
+dynbgw_result_key_arg(FunctionCallInfo fcinfo, bool task)
+{
+	DynbgwResultKey key = {0, 0};
+
+	if (!task)
+		key.n = dynbgw_number_arg(fcinfo, 0, false);
+	else
+	{
+		dynbgw_require(fcinfo, 0, "task id");
+		key.task = (uint64) PG_GETARG_INT64(0);
+		if (PG_GETARG_INT64(0) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("task id must be positive")));
+	}
+	return key;
+}
+
 /*
  * dynbgw_result(n) returns setof record
  *
@@ -444,14 +509,9 @@ dynbgw_result_put_rows(DynbgwReading *r, ReturnSetInfo *rsinfo,
 Datum
 dynbgw_result(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DynbgwReading r;
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, false);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
-	dynbgw_result_prepare(&r, rsinfo->setDesc);
-	dynbgw_result_put_rows(&r, rsinfo, NULL);
-	return (Datum) 0;
+	return dynbgw_read_rows(fcinfo, &key);
 }
 
 /*
@@ -463,22 +523,35 @@ dynbgw_result(PG_FUNCTION_ARGS)
 Datum
 dynbgw_result_json(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DynbgwReading r;
-	TupleDesc	rowdesc;
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, false);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	dynbgw_result_open(dynbgw_number_arg(fcinfo, 0, false), &r);
-	dynbgw_result_prepare(&r, NULL);
-	rowdesc = CreateTemplateTupleDesc(r.info.natts);
-	for (int i = 0; i < r.info.natts; i++)
-		TupleDescInitEntry(rowdesc, i + 1,
-						   dynbgw_result_name(&r, r.columns[i].name),
-						   r.columns[i].typid, r.columns[i].typmod, 0);
-	TupleDescFinalize(rowdesc);
-	rowdesc = BlessTupleDesc(rowdesc);
-	dynbgw_result_put_rows(&r, rsinfo, rowdesc);
-	return (Datum) 0;
+	return dynbgw_read_json(fcinfo, &key);
+}
+
+/*
+ * dynbgw_task_result(id) returns setof record
+ *
+ * The rows that task id kept, as dynbgw_result() reads a worker's.
+ */
+Datum
+dynbgw_task_result(PG_FUNCTION_ARGS)
+{
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, true);
+
+	return dynbgw_read_rows(fcinfo, &key);
+}
+
+/*
+ * dynbgw_task_result_json(id) returns setof jsonb
+ *
+ * The rows that task id kept, as dynbgw_result_json() reads a worker's.
+ */
+Datum
+dynbgw_task_result_json(PG_FUNCTION_ARGS)
+{
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, true);
+
+	return dynbgw_read_json(fcinfo, &key);
 }
 
 /*
@@ -502,7 +575,8 @@ dynbgw_drop_result(PG_FUNCTION_ARGS)
 					(errmsg("dynbgw worker %d has no result", n)));
 			PG_RETURN_BOOL(false);
 		}
-		dynbgw_result_check_access(n, &info, false);
+		dynbgw_result_check_access(psprintf("dynbgw worker %d", n), &info,
+								   false);
 		/* Only what was checked: a result kept meanwhile is checked anew. */
 		if (dynbgw_result_drop(&key, 0, info.version))
 			PG_RETURN_BOOL(true);
@@ -561,6 +635,9 @@ dynbgw_results(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(info->key.n);
+		nulls[0] = info->key.task != 0;
+		values[8] = Int64GetDatum((int64) info->key.task);
+		nulls[8] = info->key.task == 0;
 		values[1] = Int64GetDatum((int64) info->generation);
 		values[2] = dynbgw_name_datum(rolename);
 		nulls[2] = rolename == NULL;

@@ -72,8 +72,8 @@ dynbgw_keeper_append(DynbgwKeeper *keeper, const void *bytes, Size len)
 	if (reached > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("result of dynbgw worker %d reached %zu bytes, more than \"dynbgw.max_result_size\" (%d kB)",
-						keeper->info.key.n, reached, dynbgw_max_result_size),
+				 errmsg("result of this run reached %zu bytes, more than \"dynbgw.max_result_size\" (%d kB)",
+						reached, dynbgw_max_result_size),
 				 errdetail("It had " INT64_FORMAT " whole rows then.  A run whose result is too large to keep fails, and keeps nothing.",
 						   keeper->info.rows),
 				 errhint("Return fewer rows, or raise \"dynbgw.max_result_size\".")));
@@ -244,8 +244,7 @@ dynbgw_keeper_receive(TupleTableSlot *slot, DestReceiver *self)
 	if (pg_get_client_encoding() != keeper->client_encoding)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("client_encoding changed while dynbgw worker %d kept rows",
-						keeper->info.key.n)));
+				 errmsg("client_encoding changed while this run kept rows")));
 	slot_getallattrs(slot);
 	if (keeper->canonical)
 		settings_level = dynbgw_keeper_canonical_settings();
@@ -301,11 +300,13 @@ dynbgw_keeper_destroy(DestReceiver *self)
 }
 
 /*
- * A receiver that keeps the rows of a statement of worker n's run, for the
- * launch of this generation, in the current memory context (the run's).
+ * A receiver that keeps the rows of a statement of a run, under the key of
+ * the worker or task, for the launch of this generation, in the current
+ * memory context (the run's).
  */
 DestReceiver *
-dynbgw_result_receiver(int n, uint64 generation, const DynbgwDefinition *def)
+dynbgw_result_receiver(const DynbgwResultKey *key, uint64 generation,
+					   const DynbgwDefinition *def)
 {
 	DynbgwKeeper *keeper = palloc0(sizeof(DynbgwKeeper));
 
@@ -314,7 +315,7 @@ dynbgw_result_receiver(int n, uint64 generation, const DynbgwDefinition *def)
 	keeper->pub.rShutdown = dynbgw_keeper_shutdown;
 	keeper->pub.rDestroy = dynbgw_keeper_destroy;
 	keeper->pub.mydest = DestNone;
-	keeper->info.key.n = n;
+	keeper->info.key = *key;
 	keeper->info.generation = generation;
 	keeper->info.roleoid = def->roleoid;
 	keeper->info.dboid = def->dboid;

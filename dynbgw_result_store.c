@@ -72,29 +72,8 @@ static dsa_area *
 dynbgw_results_area(bool create)
 {
 	DynbgwResultStore *store = dynbgw_result_store();
-	MemoryContext oldcontext;
 
-	if (results_area != NULL)
-		return results_area;
-
-	/* The mapping's bookkeeping lasts as long as the process. */
-	oldcontext = MemoryContextSwitchTo(TopMemoryContext);
-	LWLockAcquire(&store->lock, LW_EXCLUSIVE);
-	if (store->have_area)
-		results_area = dsa_attach(store->area);
-	else if (create)
-	{
-		results_area = dsa_create(dynbgw_registry()->tranche_id);
-		/* Until the server stops, whoever made it and whoever maps it. */
-		dsa_pin(results_area);
-		store->area = dsa_get_handle(results_area);
-		store->have_area = true;
-	}
-	if (results_area != NULL)
-		dsa_pin_mapping(results_area);
-	LWLockRelease(&store->lock);
-	MemoryContextSwitchTo(oldcontext);
-	return results_area;
+	return dynbgw_area_map(&store->lock, &store->area, &results_area, create);
 }
 
 /* The entry of this key, or NULL.  The store's lock is held. */
@@ -155,6 +134,22 @@ dynbgw_result_find_or_add(dsa_area *area, const DynbgwResultKey *key)
 	entry->info.key = *key;
 	entry->data = InvalidDsaPointer;
 	return entry;
+}
+
+/*
+ * A task's entry goes once it holds nothing: each task has a key of its
+ * own, never used again.  A worker's entry stays, holding the generation
+ * that later launches check.  The store's lock is held exclusively.
+ */
+static void
+dynbgw_result_forget_locked(dsa_area *area, DynbgwResultEntry *entry)
+{
+	DynbgwResultStore *store = dynbgw_result_store();
+	DynbgwResultEntry *directory = dsa_get_address(area, store->directory);
+
+	if (entry->info.key.task == 0 || DsaPointerIsValid(entry->data))
+		return;
+	*entry = directory[--store->entries];
 }
 
 static void
@@ -232,10 +227,9 @@ dynbgw_result_publish(void)
 
 	Assert(staged_reserved && DsaPointerIsValid(staged_data));
 	LWLockAcquire(&store->lock, LW_EXCLUSIVE);
-	/* Staging made the entry, and entries are never removed. */
+	/* Staging made the entry; only a task's goes, once dropped. */
 	entry = dynbgw_result_find(results_area, &staged_info.key);
-	Assert(entry != NULL);
-	if (entry->info.generation <= staged_info.generation)
+	if (entry != NULL && entry->info.generation <= staged_info.generation)
 	{
 		unused = entry->data;
 		unused_size = DsaPointerIsValid(unused) ? entry->info.size : 0;
@@ -261,6 +255,7 @@ void
 dynbgw_result_unstage(void)
 {
 	DynbgwResultStore *store;
+	DynbgwResultEntry *entry;
 
 	if (!staged_reserved)
 		return;
@@ -269,6 +264,9 @@ dynbgw_result_unstage(void)
 		dsa_free(results_area, staged_data);
 	LWLockAcquire(&store->lock, LW_EXCLUSIVE);
 	store->total -= staged_info.size;
+	entry = dynbgw_result_find(results_area, &staged_info.key);
+	if (entry != NULL)
+		dynbgw_result_forget_locked(results_area, entry);
 	LWLockRelease(&store->lock);
 	staged_reserved = false;
 	staged_data = InvalidDsaPointer;
@@ -304,7 +302,10 @@ dynbgw_result_drop(const DynbgwResultKey *key, uint64 generation,
 		entry->info.version = ++store->last_version;
 	}
 	if (entry != NULL)
+	{
 		entry->info.generation = Max(entry->info.generation, generation);
+		dynbgw_result_forget_locked(area, entry);
+	}
 	LWLockRelease(&store->lock);
 	if (!DsaPointerIsValid(dropped))
 		return false;

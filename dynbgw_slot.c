@@ -172,7 +172,8 @@ dynbgw_record_run(const DynbgwSlot *slot, int n, TimestampTz started,
 {
 	DynbgwRun  *run;
 
-	if (dynbgw_reg->history_size == 0)
+	/* A pool's tasks are kept in the history of tasks instead. */
+	if (dynbgw_reg->history_size == 0 || slot->def.pool_id != 0)
 		return;
 	run = &dynbgw_history(dynbgw_reg)[dynbgw_reg->runs_recorded++ %
 									  dynbgw_reg->history_size];

@@ -105,6 +105,31 @@ dynbgw_slot_look(int n, DynbgwOccupant *occupant)
 	dynbgw_unlock();
 }
 
+/*
+ * The launches of a pool's workers: their numbers and generations, from
+ * the highest number down; returns how many, at most the registry's
+ * capacity.
+ */
+int
+dynbgw_slot_pool_workers(uint64 pool_id, int *numbers, uint64 *generations)
+{
+	int			count = 0;
+
+	dynbgw_lock(LW_SHARED);
+	for (int n = dynbgw_reg->capacity; n >= 1; n--)
+	{
+		DynbgwSlot *slot = dynbgw_slot_at(n);
+
+		if (slot->state != DYNBGW_FREE && slot->def.pool_id == pool_id)
+		{
+			numbers[count] = n;
+			generations[count++] = slot->generation;
+		}
+	}
+	dynbgw_unlock();
+	return count;
+}
+
 /* Who holds number n; false if nobody. */
 bool
 dynbgw_slot_occupant(int n, DynbgwOccupant *occupant)

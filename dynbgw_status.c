@@ -57,8 +57,8 @@ dynbgw_text_for_session(const char *str, int encoding)
 
 /* ---- listing ---- */
 
-/* Columns of version 1.3; those of an earlier one come first. */
-#define DYNBGW_WORKERS_COLS 26
+/* Columns of version 1.4; those of an earlier one come first. */
+#define DYNBGW_WORKERS_COLS 27
 #define DYNBGW_WAIT_COLS	9
 #define DYNBGW_RUNS_COLS	14
 #define DYNBGW_RUNS_CHUNK	1024	/* runs copied in one hold of the lock */
@@ -109,7 +109,8 @@ dynbgw_interval_datum(int64 us)
 static const char *const dynbgw_trigger_names[] = {
 	[DYNBGW_TRIGGER_SCHEDULE] = "schedule",
 	[DYNBGW_TRIGGER_WAKE] = "wake",
-	[DYNBGW_TRIGGER_RETRY] = "retry"
+	[DYNBGW_TRIGGER_RETRY] = "retry",
+	[DYNBGW_TRIGGER_TASK] = "task"
 };
 
 /* One worker as a row of dynbgw_workers; copy is its slot. */
@@ -159,7 +160,8 @@ dynbgw_put_worker(ReturnSetInfo *rsinfo, int n, const DynbgwSlot *copy)
 	dynbgw_text_column(&values[10], &nulls[10], copy->last_error,
 					   copy->error_encoding);
 	values[7] = IntervalPGetDatum(&copy->def.naptime);
-	nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL || copy->def.has_schedule);
+	nulls[7] = (copy->def.kind != DYNBGW_KIND_SQL || copy->def.has_schedule ||
+				copy->def.pool_id != 0);
 	values[8] = Int64GetDatum(copy->runs);
 	values[9] = Int64GetDatum(copy->failures);
 	values[11] = TimestampTzGetDatum(copy->launched_at);
@@ -188,6 +190,8 @@ dynbgw_put_worker(ReturnSetInfo *rsinfo, int n, const DynbgwSlot *copy)
 	values[23] = Int32GetDatum(copy->def.retry);
 	values[24] = dynbgw_interval_datum(copy->def.retry_delay_us);
 	values[25] = BoolGetDatum(copy->def.keep_result);
+	values[26] = CStringGetTextDatum(copy->def.pool_name);
+	nulls[26] = copy->def.pool_id == 0;
 	nulls[23] = nulls[24] = nulls[25] = (copy->def.kind != DYNBGW_KIND_SQL);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }

@@ -61,6 +61,9 @@ static TimeoutId run_timeout_id;
 /* Wakes the worker when its next run is due; see dynbgw_sleep_until(). */
 static TimeoutId wake_timeout_id;
 
+/* Whether this process is a pool's worker that has joined its pool. */
+static bool in_pool = false;
+
 /* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
 static bool completed_run = false;
 
@@ -204,6 +207,15 @@ dynbgw_worker_exit(int code, Datum arg)
 	LWLockReleaseAll();
 	/* A stop may have come after a result was staged. */
 	dynbgw_result_unstage();
+	/* ... or during a pool's task, or it failed beyond recovery. */
+	if (in_pool)
+	{
+		dynbgw_task_end(my_number,
+						stop_requested ? DYNBGW_RUN_STOPPED : DYNBGW_RUN_FAILED,
+						stop_requested ? 0 : last_error_code,
+						stop_requested ? NULL : last_error, NULL);
+		dynbgw_pool_leave(my_number);
+	}
 	memset(&report, 0, sizeof(report));
 	report.failed = code != 0;
 	report.stopped = stop_requested;
@@ -338,8 +350,8 @@ typedef struct DynbgwTimetable
 static void
 dynbgw_timetable_start(const DynbgwDefinition *def, DynbgwTimetable *tt)
 {
+	memset(tt, 0, sizeof(*tt));
 	tt->origin = GetCurrentTimestamp();
-	tt->retry_at = 0;
 	if (def->has_schedule)
 	{
 		tt->tz = pg_tzset(def->timezone);
@@ -454,6 +466,72 @@ dynbgw_end_for_good(const ErrorData *edata)
 }
 
 /*
+ * Run a command once, within run_timeout, and recover from its failure.
+ * The caller has set in_run with dynbgw_begin_run().  Returns how it
+ * went, with its error in *edata (NULL if it succeeded), in run_context,
+ * and its result tag in result.  Submitter: the role that submitted a
+ * pool's task, InvalidOid for a worker's own runs.
+ */
+static DynbgwRunStatus
+dynbgw_attempt(const DynbgwDefinition *def, MemoryContext run_context,
+			   DestReceiver *keeper, Oid submitter, char *result,
+			   ErrorData **edata)
+{
+	*edata = NULL;
+	PG_TRY();
+	{
+		if (def->run_timeout_ms > 0)
+			enable_timeout_after(run_timeout_id, def->run_timeout_ms);
+		dynbgw_command_run(def, my_number, submitter, keeper, result);
+		disable_timeout(run_timeout_id, false);
+	}
+	PG_CATCH();
+	{
+		in_run = false;
+		MemoryContextSwitchTo(run_context);
+		*edata = CopyErrorData();
+		FlushErrorState();
+		dynbgw_command_recover();
+		/* The abort left us in TopMemoryContext. */
+		MemoryContextSwitchTo(run_context);
+		if ((*edata)->message == NULL)
+			(*edata)->message = pstrdup("missing error text");
+	}
+	PG_END_TRY();
+	in_run = false;
+	/* a cancel that came too late to cancel anything */
+	QueryCancelPending = false;
+	if (*edata == NULL)
+	{
+		completed_run = true;
+		return DYNBGW_RUN_SUCCEEDED;
+	}
+
+	/* A failed run leaves the session as a successful one does. */
+	dynbgw_command_reset(def);
+	MemoryContextSwitchTo(run_context);
+	result[0] = '\0';
+	if ((*edata)->sqlerrcode != ERRCODE_QUERY_CANCELED)
+		return DYNBGW_RUN_FAILED;
+	if (run_timed_out)
+	{
+		(*edata)->message = psprintf("canceling run due to run_timeout of %d ms",
+									 def->run_timeout_ms);
+		return DYNBGW_RUN_FAILED;
+	}
+	return cancel_requested ? DYNBGW_RUN_CANCELLED : DYNBGW_RUN_FAILED;
+}
+
+/* The cancel flags cleared as a run starts: a cancel from now is for it. */
+static void
+dynbgw_begin_run(void)
+{
+	cancel_requested = false;
+	run_timed_out = false;
+	in_run = true;
+}
+
+/*
  * One attempt of a run: the command if there is one, else just a counted
  * wake-up.  It is the run's first, or its retry if one is pending, started
  * by the timetable or, if woken, by a wake.  Moves the timetable on past a
@@ -466,8 +544,8 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
 	TimestampTz started = GetCurrentTimestamp();
 	TimestampTz finished;
-	ErrorData  *edata = NULL;
-	DynbgwRunStatus status = DYNBGW_RUN_SUCCEEDED;
+	ErrorData  *edata;
+	DynbgwRunStatus status;
 	char		result[DYNBGW_MAX_RESULT];
 	DestReceiver *keeper = NULL;
 	bool		retrying = tt->retry_at != 0;
@@ -479,56 +557,20 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 		retrying ? DYNBGW_TRIGGER_RETRY : DYNBGW_TRIGGER_SCHEDULE;
 	dynbgw_slot_run_start(my_number, started, trigger, attempt);
 	if (def->keep_result)
-		keeper = dynbgw_result_receiver(my_number, my_generation, def);
-	cancel_requested = false;
-	run_timed_out = false;
-	in_run = true;
-	PG_TRY();
 	{
-		if (def->run_timeout_ms > 0)
-			enable_timeout_after(run_timeout_id, def->run_timeout_ms);
-		dynbgw_command_run(def, my_number, keeper, result);
-		disable_timeout(run_timeout_id, false);
+		DynbgwResultKey key = {my_number, 0};
+
+		keeper = dynbgw_result_receiver(&key, my_generation, def);
 	}
-	PG_CATCH();
-	{
-		in_run = false;
-		MemoryContextSwitchTo(run_context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		dynbgw_command_recover();
-		/* The abort left us in TopMemoryContext. */
-		MemoryContextSwitchTo(run_context);
-		if (edata->message == NULL)
-			edata->message = pstrdup("missing error text");
-	}
-	PG_END_TRY();
-	in_run = false;
-	/* a cancel that came too late to cancel anything */
-	QueryCancelPending = false;
-	/* A failed run leaves the session as a successful one does. */
-	if (edata != NULL)
-	{
-		dynbgw_command_reset(def);
-		MemoryContextSwitchTo(run_context);
-	}
+	dynbgw_begin_run();
+	status = dynbgw_attempt(def, run_context, keeper, InvalidOid, result,
+							&edata);
 
 	finished = GetCurrentTimestamp();
 	if (dynbgw_authority_revoked)
 		dynbgw_end_for_good(edata);
 	if (edata != NULL)
-	{
-		status = DYNBGW_RUN_FAILED;
-		if (run_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			edata->message = psprintf("canceling run due to run_timeout of %d ms",
-									  def->run_timeout_ms);
-		else if (cancel_requested && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			status = DYNBGW_RUN_CANCELLED;
-		result[0] = '\0';
 		dynbgw_log_failure(edata, finished);
-	}
-	else
-		completed_run = true;
 	if (trigger == DYNBGW_TRIGGER_SCHEDULE)
 		dynbgw_timetable_advance(def, tt, finished);
 	final = !dynbgw_plan_retry(def, tt, attempt, status, finished);
@@ -626,6 +668,107 @@ dynbgw_sql_loop(const DynbgwDefinition *def)
 }
 
 /*
+ * Run a task that a pool's worker took (dynbgw_task_take()) as the worker's
+ * own runs are run, as the pool's role, once the role that submitted it is
+ * found to still have the right to act as that role.  task_def is the
+ * worker's definition, to which the task brings its command and settings.
+ */
+static void
+dynbgw_run_task(DynbgwDefinition *task_def, const DynbgwTaskTaken *taken,
+				MemoryContext run_context)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(run_context);
+	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz finished;
+	ErrorData  *edata;
+	DynbgwRunStatus status;
+	char		result[DYNBGW_MAX_RESULT];
+	DestReceiver *keeper = NULL;
+
+	strlcpy(task_def->command, taken->command, DYNBGW_MAX_COMMAND);
+	task_def->keep_result = taken->keep_result;
+	task_def->run_timeout_ms = taken->run_timeout_ms;
+	dynbgw_slot_run_start(my_number, started, DYNBGW_TRIGGER_TASK, 1);
+	if (taken->keep_result)
+	{
+		DynbgwResultKey key = {0, taken->id};
+
+		keeper = dynbgw_result_receiver(&key, my_generation, task_def);
+	}
+	status = dynbgw_attempt(task_def, run_context, keeper, taken->submitter,
+							result, &edata);
+
+	finished = GetCurrentTimestamp();
+	dynbgw_task_end(my_number, status, edata ? edata->sqlerrcode : 0,
+					edata ? edata->message : NULL, result);
+	if (dynbgw_authority_revoked)
+		dynbgw_end_for_good(edata);
+	if (edata != NULL)
+		dynbgw_log_failure(edata, finished);
+	dynbgw_slot_run_end(my_number, started, finished, 0, status, true, edata,
+						result);
+	my_runs++;
+
+	MemoryContextSwitchTo(oldcontext);
+	MemoryContextReset(run_context);
+}
+
+/*
+ * A pool's worker: join the pool, then take its tasks one after the other,
+ * sleeping on the latch, which a submission sets, while none waits.  A
+ * cancel counts from before a task is taken, so that one sent as the task
+ * starts is not lost.
+ */
+static void
+dynbgw_pool_loop(const DynbgwDefinition *def)
+{
+	MemoryContext run_context;
+	DynbgwDefinition *task_def;
+	DynbgwTaskTaken *taken;
+
+	run_context = AllocSetContextCreate(TopMemoryContext, "dynbgw task",
+										ALLOCSET_DEFAULT_SIZES);
+	task_def = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwDefinition));
+	*task_def = *def;
+	taken = MemoryContextAlloc(TopMemoryContext, sizeof(DynbgwTaskTaken));
+	run_timeout_id = RegisterTimeout(USER_TIMEOUT, dynbgw_run_timeout_handler);
+	if (!dynbgw_pool_join(my_number, def))
+		proc_exit(0);
+	in_pool = true;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dynbgw_report_ready(DYNBGW_IDLE, 0);
+
+	for (;;)
+	{
+		DynbgwQueueStatus status;
+
+		ResetLatch(MyLatch);
+		if (stop_requested)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		dynbgw_begin_run();
+		status = dynbgw_task_take(my_number, taken);
+		if (status == DYNBGW_QUEUE_DONE)
+		{
+			dynbgw_run_task(task_def, taken, run_context);
+			continue;
+		}
+		in_run = false;
+		QueryCancelPending = false;
+		if (status == DYNBGW_QUEUE_NO_POOL)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
+						 dynbgw_wait_event(DYNBGW_WAIT_NAP));
+	}
+}
+
+/*
  * As bgworker.c's bgworker_die(): what SIGTERM does to an entry point that
  * was not written for dynbgw.
  */
@@ -711,7 +854,10 @@ dynbgw_worker_main(Datum main_arg)
 		return;
 	}
 
-	dynbgw_sql_loop(def);
+	if (def->pool_id != 0)
+		dynbgw_pool_loop(def);
+	else
+		dynbgw_sql_loop(def);
 }
 
 /*

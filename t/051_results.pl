@@ -68,7 +68,7 @@ q1("SELECT dynbgw_launch(1, \$\$$thousand_rows\$\$, runs => 1, keep_result => tr
 is(outcome(1), 'failed 54000', 'a result over dynbgw.max_result_size fails its run');
 like(
 	q1("SELECT message FROM dynbgw_runs WHERE n = 1"),
-	qr/^result of dynbgw worker 1 reached \d+ bytes, more than "dynbgw.max_result_size" \(64 kB\)$/,
+	qr/^result of this run reached \d+ bytes, more than "dynbgw.max_result_size" \(64 kB\)$/,
 	'the failure says the size it reached');
 is(q1('SELECT count(*) FROM dynbgw_results'), '0', 'and nothing is kept');
 is(total(), '0', 'the total is back to nothing');

@@ -1,0 +1,280 @@
+/* dynbgw--1.3--1.4.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION dynbgw UPDATE TO '1.4'" to load this file. \quit
+
+-- As in the update to 1.3: the functions made anew here keep what a DBA
+-- granted or revoked on their predecessors (kept here, carried over at
+-- the end), and the views are replaced in place.
+CREATE TEMPORARY TABLE dynbgw_kept_acl (
+    name text[],
+    new_args text[],
+    acl pg_catalog.aclitem[],
+    owner pg_catalog.oid);
+
+INSERT INTO pg_temp.dynbgw_kept_acl
+SELECT o.name, o.new_args, p.proacl, p.proowner
+FROM (VALUES
+        ('{dynbgw_workers}'::pg_catalog.text[], '{}'::pg_catalog.text[], '{}'::pg_catalog.text[]),
+        ('{dynbgw_results}', '{}', '{}')) AS o(name, old_args, new_args),
+     LATERAL pg_catalog.pg_get_object_address('function', o.name, o.old_args) a
+     JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) a.objid;
+
+-- dynbgw_workers gains pool.
+ALTER FUNCTION dynbgw_workers() RENAME TO dynbgw_workers_1_3;
+
+CREATE FUNCTION dynbgw_workers(
+    OUT n integer,
+    OUT pid integer,
+    OUT kind text,
+    OUT state text,
+    OUT database name,
+    OUT role name,
+    OUT command text,
+    OUT naptime interval,
+    OUT runs bigint,
+    OUT failures bigint,
+    OUT last_error text,
+    OUT launched_at timestamptz,
+    OUT launched_by_pid integer,
+    OUT last_started timestamptz,
+    OUT last_finished timestamptz,
+    OUT last_duration interval,
+    OUT next_run timestamptz,
+    OUT max_runs bigint,
+    OUT restart interval,
+    OUT last_result text,
+    OUT schedule text,
+    OUT timezone text,
+    OUT last_trigger text,
+    OUT retry integer,
+    OUT retry_delay interval,
+    OUT keep_result boolean,
+    OUT pool text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_workers'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dynbgw_workers() IS
+'what the view dynbgw_workers shows: every dynbgw worker that exists';
+
+CREATE OR REPLACE VIEW dynbgw_workers AS
+    SELECT * FROM dynbgw_workers();
+
+DROP FUNCTION dynbgw_workers_1_3();
+
+-- dynbgw_results gains task.
+ALTER FUNCTION dynbgw_results() RENAME TO dynbgw_results_1_3;
+
+CREATE FUNCTION dynbgw_results(
+    OUT n integer,
+    OUT launch bigint,
+    OUT role name,
+    OUT database name,
+    OUT kept_at timestamptz,
+    OUT rows bigint,
+    OUT size bigint,
+    OUT columns text,
+    OUT task bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_results'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dynbgw_results() IS
+'what the view dynbgw_results shows: the results that workers and tasks kept';
+
+CREATE OR REPLACE VIEW dynbgw_results AS
+    SELECT * FROM dynbgw_results();
+
+DROP FUNCTION dynbgw_results_1_3();
+
+-- Pools.  Making one launches workers, so it is for dynbgw_user, as
+-- dynbgw_launch is; dropping one checks who may, as dynbgw_stop does.
+CREATE FUNCTION dynbgw_pool_create(name text,
+                                   size integer,
+                                   database name DEFAULT NULL,
+                                   role name DEFAULT NULL,
+                                   queue_size integer DEFAULT 1000)
+RETURNS void
+AS 'MODULE_PATHNAME', 'dynbgw_pool_create'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) IS
+'start a pool of size workers in database as role, running the tasks submitted to it, of which queue_size may wait';
+
+REVOKE ALL ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) TO dynbgw_user;
+
+CREATE FUNCTION dynbgw_pool_drop(name text, timeout interval DEFAULT '10 seconds')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dynbgw_pool_drop'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_pool_drop(text, interval) IS
+'stop the workers of a pool, waiting at most timeout; its waiting tasks end as stopped';
+
+REVOKE ALL ON FUNCTION dynbgw_pool_drop(text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_pool_drop(text, interval) TO dynbgw_user;
+
+CREATE FUNCTION dynbgw_pools(
+    OUT name text,
+    OUT state text,
+    OUT size integer,
+    OUT database name,
+    OUT role name,
+    OUT owner name,
+    OUT queue_size integer,
+    OUT queued integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_pools'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dynbgw_pools() IS
+'what the view dynbgw_pools shows: every pool of dynbgw workers';
+
+CREATE VIEW dynbgw_pools AS
+    SELECT * FROM dynbgw_pools();
+
+COMMENT ON VIEW dynbgw_pools IS
+'the pools of dynbgw workers, with the number of tasks that wait in each';
+
+GRANT SELECT ON dynbgw_pools TO PUBLIC;
+
+-- Tasks.  Submitting, waiting and cancelling check the roles involved, so
+-- the functions are everyone's, as dynbgw_wait is.
+CREATE TYPE dynbgw_task AS (
+    id bigint,
+    pool text,
+    state text,
+    role name,
+    submitted_by name,
+    priority integer,
+    submitted timestamptz,
+    started timestamptz,
+    finished timestamptz,
+    outcome text,
+    sqlstate text,
+    message text,
+    result text,
+    worker integer,
+    pid integer);
+
+COMMENT ON TYPE dynbgw_task IS
+'a task of a pool, as dynbgw_tasks and dynbgw_wait_task() show it';
+
+CREATE FUNCTION dynbgw_submit(pool text,
+                              command text,
+                              keep_result boolean DEFAULT false,
+                              run_timeout interval DEFAULT NULL,
+                              priority integer DEFAULT 0,
+                              wait_for_slot interval DEFAULT '0')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dynbgw_submit'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_submit(text, text, boolean, interval, integer, interval) IS
+'queue command for a worker of pool to run as the pool''s role, at commit in a transaction block; returns the task''s id';
+
+CREATE FUNCTION dynbgw_wait_task(id bigint, timeout interval DEFAULT NULL)
+RETURNS SETOF dynbgw_task
+AS 'MODULE_PATHNAME', 'dynbgw_wait_task'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION dynbgw_wait_task(bigint, interval) IS
+'wait until task id has ended, or for timeout, and say how it stands';
+
+CREATE FUNCTION dynbgw_cancel_task(id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dynbgw_cancel_task'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_cancel_task(bigint) IS
+'cancel task id: it no longer waits, or its run is cancelled';
+
+CREATE FUNCTION dynbgw_tasks()
+RETURNS SETOF dynbgw_task
+AS 'MODULE_PATHNAME', 'dynbgw_tasks'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+COMMENT ON FUNCTION dynbgw_tasks() IS
+'what the view dynbgw_tasks shows: the tasks that wait, run or ended last';
+
+CREATE VIEW dynbgw_tasks AS
+    SELECT * FROM dynbgw_tasks();
+
+COMMENT ON VIEW dynbgw_tasks IS
+'the tasks of pools that wait, run, or ended among the last dynbgw.history_size';
+
+GRANT SELECT ON dynbgw_tasks TO PUBLIC;
+
+CREATE FUNCTION dynbgw_task_result(id bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_task_result'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION dynbgw_task_result(bigint) IS
+'the rows that task id kept, read with a column definition list of the kept types';
+
+CREATE FUNCTION dynbgw_task_result_json(id bigint)
+RETURNS SETOF jsonb
+AS 'MODULE_PATHNAME', 'dynbgw_task_result_json'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION dynbgw_task_result_json(bigint) IS
+'the rows that task id kept, each as a jsonb object of its columns';
+
+-- The DBA's grants and revokes, carried over: what the kept ACL has and
+-- the new one lacks is granted, the reverse revoked (first), the owners'
+-- own entries left alone: an old owner's is no grant (a superuser who
+-- made the extension, since demoted, must not keep EXECUTE by it).  Then the initial privileges are set back to a
+-- fresh install's, which GRANT and REVOKE in this script would otherwise
+-- change.  This runs as a superuser with the extension's schema in
+-- search_path, which its owner may write: every operator is named
+-- pg_catalog's, since "CASE x WHEN y", or "=" between types that have no
+-- exact operator in pg_catalog, would take one planted there.
+DO $$
+DECLARE
+    o record;
+    e record;
+BEGIN
+    FOR o IN
+        SELECT p.oid, k.acl AS kept, k.owner AS old_owner,
+               'FUNCTION ' OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text AS object,
+               p.proowner AS owner,
+               coalesce(p.proacl, pg_catalog.acldefault('f'::pg_catalog."char", p.proowner)) AS fresh
+        FROM pg_temp.dynbgw_kept_acl k
+        CROSS JOIN LATERAL pg_catalog.pg_get_object_address('function', k.name, k.new_args) a
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) a.objid
+        WHERE k.acl IS NOT NULL
+    LOOP
+        FOR e IN
+            SELECT f.grantee IS NULL AS granting,
+                   coalesce(kk.grantee, f.grantee) AS grantee,
+                   coalesce(kk.privilege_type, f.privilege_type) AS privilege,
+                   coalesce(kk.is_grantable, false) AS grantable
+            FROM (SELECT * FROM pg_catalog.aclexplode(o.kept) x
+                  WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner
+                    AND x.grantee OPERATOR(pg_catalog.<>) o.old_owner) kk
+            FULL JOIN (SELECT * FROM pg_catalog.aclexplode(o.fresh) x
+                       WHERE x.grantee OPERATOR(pg_catalog.<>) o.owner) f
+                   ON kk.grantee OPERATOR(pg_catalog.=) f.grantee
+                  AND kk.privilege_type OPERATOR(pg_catalog.=) f.privilege_type
+                  AND kk.is_grantable OPERATOR(pg_catalog.=) f.is_grantable
+            WHERE kk.grantee IS NULL OR f.grantee IS NULL
+            ORDER BY 1
+        LOOP
+            EXECUTE pg_catalog.format('%s %s ON %s %s %s%s',
+                CASE WHEN e.granting THEN 'GRANT' ELSE 'REVOKE' END, e.privilege, o.object,
+                CASE WHEN e.granting THEN 'TO' ELSE 'FROM' END,
+                CASE WHEN e.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(e.grantee)) END,
+                CASE WHEN e.grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        UPDATE pg_catalog.pg_init_privs i SET initprivs = o.fresh
+        WHERE i.objoid OPERATOR(pg_catalog.=) o.oid
+          AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+          AND i.objsubid OPERATOR(pg_catalog.=) 0;
+    END LOOP;
+END
+$$;
+
+DROP TABLE pg_temp.dynbgw_kept_acl;

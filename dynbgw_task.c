@@ -1,0 +1,452 @@
+/*-------------------------------------------------------------------------
+ *
+ * dynbgw_task.c
+ *		Tasks from SQL: dynbgw_submit(), dynbgw_wait_task(),
+ *		dynbgw_cancel_task() and the view dynbgw_tasks.
+ *
+ * A task is one command for a pool's workers (dynbgw_pool.c) to run, as
+ * the pool's role, so only those who may SET ROLE to that role submit
+ * one; the worker checks again before it runs it.  A task submitted in a
+ * transaction block is queued when the transaction commits, as a wake is
+ * (dynbgw_wake.c): its place in the queue is taken at once, so a full
+ * queue says so to the submitter, and given back if the transaction
+ * aborts.  Outside a transaction block it is queued at once, so that the
+ * statement that submits it may also wait for it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "dynbgw.h"
+
+PG_FUNCTION_INFO_V1(dynbgw_submit);
+PG_FUNCTION_INFO_V1(dynbgw_wait_task);
+PG_FUNCTION_INFO_V1(dynbgw_cancel_task);
+PG_FUNCTION_INFO_V1(dynbgw_tasks);
+
+#define DYNBGW_TASKS_COLS	15
+
+/* A task that waits for its transaction's commit. */
+typedef struct DynbgwPendingTask
+{
+	uint64		pool_id;
+	uint64		id;
+	int			nest_level;		/* of the subtransaction that submitted it */
+} DynbgwPendingTask;
+
+/* This transaction's pending tasks, in TopTransactionContext. */
+static List *pending_tasks = NIL;
+static bool callbacks_registered = false;
+
+/* Queue (commit) or give up (not) every pending task.  Raises no error. */
+static void
+dynbgw_settle_pending(bool commit)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_tasks)
+	{
+		DynbgwPendingTask *task = lfirst(lc);
+
+		dynbgw_task_settle(task->pool_id, task->id, commit);
+	}
+	pending_tasks = NIL;
+}
+
+static void
+dynbgw_task_xact_callback(XactEvent event, void *arg)
+{
+	if (pending_tasks == NIL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* As NOTIFY: a prepared transaction commits in another session. */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that has submitted a dynbgw task")));
+			break;
+		case XACT_EVENT_COMMIT:
+			dynbgw_settle_pending(true);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			dynbgw_settle_pending(false);
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction's tasks become its parent's when it commits, and go
+ * when it aborts.
+ */
+static void
+dynbgw_task_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	foreach(lc, pending_tasks)
+	{
+		DynbgwPendingTask *task = lfirst(lc);
+
+		if (task->nest_level < level)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			task->nest_level = level - 1;
+		else
+		{
+			dynbgw_task_settle(task->pool_id, task->id, false);
+			pending_tasks = foreach_delete_current(pending_tasks, lc);
+			pfree(task);
+		}
+	}
+}
+
+/* Keep a pending task for the end of the transaction. */
+static void
+dynbgw_task_at_commit(uint64 pool_id, uint64 id)
+{
+	MemoryContext oldcontext;
+	DynbgwPendingTask *task;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(dynbgw_task_xact_callback, NULL);
+		RegisterSubXactCallback(dynbgw_task_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	oldcontext = MemoryContextSwitchTo(TopTransactionContext);
+	task = palloc(sizeof(DynbgwPendingTask));
+	task->pool_id = pool_id;
+	task->id = id;
+	task->nest_level = GetCurrentTransactionNestLevel();
+	pending_tasks = lappend(pending_tasks, task);
+	MemoryContextSwitchTo(oldcontext);
+}
+
+/* Whether this transaction submitted the task and has yet to commit. */
+static bool
+dynbgw_task_is_pending_here(uint64 id)
+{
+	ListCell   *lc;
+
+	foreach(lc, pending_tasks)
+	{
+		if (((DynbgwPendingTask *) lfirst(lc))->id == id)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Queue a task, waiting until the deadline for room in a full queue.
+ * Returns its id; an error if the queue stayed full or the pool went.
+ */
+static uint64
+dynbgw_queue_task(const DynbgwPoolInfo *pool, const DynbgwTaskSpec *spec,
+				  TimestampTz deadline)
+{
+	ConditionVariable *cv = dynbgw_tasks_cv();
+	DynbgwQueueStatus status;
+	uint64		id;
+
+	for (;;)
+	{
+		long		remaining_ms;
+
+		id = dynbgw_task_add(pool->id, spec, &status);
+		remaining_ms = dynbgw_ms_until(deadline);
+		if (status != DYNBGW_QUEUE_FULL || remaining_ms <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(cv, remaining_ms,
+										   dynbgw_wait_event(DYNBGW_WAIT_QUEUE));
+	}
+	ConditionVariableCancelSleep();
+
+	if (status == DYNBGW_QUEUE_NO_POOL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dynbgw pool \"%s\" is being dropped", pool->name)));
+	if (status == DYNBGW_QUEUE_FULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("the queue of dynbgw pool \"%s\" is full", pool->name),
+				 errdetail("%d tasks wait to run, as many as its queue_size.",
+						   pool->queue_size),
+				 errhint("Give wait_for_slot to wait for room in the queue.")));
+	return id;
+}
+
+/*
+ * dynbgw_submit(pool, command, keep_result, run_timeout, priority,
+ *				 wait_for_slot) returns bigint
+ *
+ * Queue command for a worker of pool to run, as the pool's role, keeping
+ * the rows of its last statement if asked, and return the task's id.
+ * Tasks of higher priority run first, those of equal priority in the
+ * order they were submitted.  In a transaction block the task is queued
+ * when the transaction commits.
+ */
+Datum
+dynbgw_submit(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	DynbgwPoolInfo pool;
+	DynbgwTaskSpec spec;
+	TimestampTz deadline;
+	uint64		id;
+
+	/* As NOTIFY: a parallel worker's commit is not its transaction's. */
+	if (IsParallelWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot submit a dynbgw task from a parallel worker")));
+	dynbgw_require(fcinfo, 0, "pool");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	dynbgw_pool_of_name(name, &pool);
+	if (!dynbgw_may_submit(GetUserId(), pool.roleoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to submit tasks to dynbgw pool \"%s\"",
+						name),
+				 errdetail("Its tasks run as role \"%s\"; only roles that may SET ROLE to it, and superusers, may submit them.",
+						   GetUserNameFromId(pool.roleoid, false))));
+
+	memset(&spec, 0, sizeof(spec));
+	dynbgw_require(fcinfo, 1, "command");
+	spec.command = dynbgw_command_text(PG_GETARG_TEXT_PP(1), pool.encoding);
+	spec.submitter = GetUserId();
+	spec.keep_result = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+	spec.run_timeout_ms = dynbgw_run_timeout_arg(fcinfo, 3);
+	spec.priority = PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4);
+	spec.pending = IsTransactionBlock();
+	deadline = GetCurrentTimestamp() +
+		dynbgw_interval_arg(fcinfo, 5, "wait_for_slot");
+
+	id = dynbgw_queue_task(&pool, &spec, deadline);
+	if (spec.pending)
+		dynbgw_task_at_commit(pool.id, id);
+	PG_RETURN_INT64((int64) id);
+}
+
+static const char *const dynbgw_task_state_names[] = {
+	[DYNBGW_TASK_PENDING] = "queued",
+	[DYNBGW_TASK_QUEUED] = "queued",
+	[DYNBGW_TASK_RUNNING] = "running",
+	[DYNBGW_TASK_ENDED] = "ended"
+};
+
+static const char *const dynbgw_task_outcome_names[] = {
+	[DYNBGW_RUN_SUCCEEDED] = "succeeded",
+	[DYNBGW_RUN_FAILED] = "failed",
+	[DYNBGW_RUN_CANCELLED] = "cancelled",
+	[DYNBGW_RUN_STOPPED] = "stopped"
+};
+
+/*
+ * Whether the caller may see all of a task: who may see what the pool's
+ * workers do, and the role that submitted it.
+ */
+static bool
+dynbgw_may_see_task(const DynbgwTaskRecord *record)
+{
+	return record->submitter == GetUserId() ||
+		dynbgw_may_see(record->roleoid);
+}
+
+/* A task as a row of dynbgw_tasks. */
+static void
+dynbgw_put_task(ReturnSetInfo *rsinfo, const DynbgwTaskRecord *record)
+{
+	Datum		values[DYNBGW_TASKS_COLS];
+	bool		nulls[DYNBGW_TASKS_COLS];
+	char	   *rolename = GetUserNameFromId(record->roleoid, true);
+	char	   *submitter = GetUserNameFromId(record->submitter, true);
+	bool		ended = record->state == DYNBGW_TASK_ENDED;
+
+	memset(nulls, true, sizeof(nulls));
+	values[0] = Int64GetDatum((int64) record->id);
+	values[1] = CStringGetTextDatum(record->pool);
+	values[2] = CStringGetTextDatum(dynbgw_task_state_names[record->state]);
+	values[3] = dynbgw_name_datum(rolename);
+	nulls[0] = nulls[1] = nulls[2] = false;
+	nulls[3] = rolename == NULL;
+	if (dynbgw_may_see_task(record))
+	{
+		values[4] = dynbgw_name_datum(submitter);
+		nulls[4] = submitter == NULL;
+		values[5] = Int32GetDatum(record->priority);
+		values[6] = TimestampTzGetDatum(record->submitted);
+		nulls[5] = nulls[6] = false;
+		values[7] = TimestampTzGetDatum(record->started);
+		nulls[7] = record->started == 0;
+		values[8] = TimestampTzGetDatum(record->finished);
+		values[9] = CStringGetTextDatum(dynbgw_task_outcome_names[record->outcome]);
+		nulls[8] = nulls[9] = !ended;
+		if (record->error_code != 0)
+		{
+			values[10] = CStringGetTextDatum(unpack_sql_state(record->error_code));
+			nulls[10] = false;
+		}
+		if (record->message[0] != '\0')
+		{
+			values[11] = CStringGetTextDatum(dynbgw_text_for_session(record->message,
+																	 record->encoding));
+			nulls[11] = false;
+		}
+		if (record->result[0] != '\0')
+		{
+			values[12] = CStringGetTextDatum(record->result);
+			nulls[12] = false;
+		}
+		values[13] = Int32GetDatum(record->n);
+		values[14] = Int32GetDatum(record->pid);
+		nulls[13] = nulls[14] = record->n == 0;
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* A task id argument. */
+static uint64
+dynbgw_task_arg(FunctionCallInfo fcinfo, int argno)
+{
+	dynbgw_require(fcinfo, argno, "task id");
+	return (uint64) PG_GETARG_INT64(argno);
+}
+
+/* The task, found; an error if it is not known. */
+static void
+dynbgw_task_known(uint64 id, DynbgwTaskRecord *record)
+{
+	if (dynbgw_task_is_pending_here(id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dynbgw task " UINT64_FORMAT " is queued when this transaction commits",
+						id),
+				 errhint("Wait for it, or cancel it, once the transaction has committed.")));
+	if (!dynbgw_task_find(id, record))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("dynbgw task " UINT64_FORMAT " does not exist", id),
+				 errdetail("No task of that id waits or runs, and none that ended among the last \"dynbgw.history_size\" is."),
+				 errhint("The view dynbgw_tasks lists the tasks that are known.")));
+}
+
+/*
+ * dynbgw_wait_task(id, timeout) returns setof dynbgw_task
+ *
+ * Wait until task id has ended, or for at most timeout (NULL: for ever,
+ * 0: just look), and return it as dynbgw_tasks shows it: its state says
+ * whether it ended, its outcome how.
+ */
+Datum
+dynbgw_wait_task(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint64		id = dynbgw_task_arg(fcinfo, 0);
+	ConditionVariable *cv = dynbgw_tasks_cv();
+	TimestampTz deadline = DT_NOEND;
+	DynbgwTaskRecord record;
+
+	if (!PG_ARGISNULL(1))
+		deadline = GetCurrentTimestamp() +
+			dynbgw_interval_arg(fcinfo, 1, "timeout");
+	InitMaterializedSRF(fcinfo, 0);
+
+	dynbgw_task_known(id, &record);
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		long		remaining_ms = dynbgw_ms_until(deadline);
+
+		if (record.state == DYNBGW_TASK_ENDED || remaining_ms <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(cv, remaining_ms,
+										   dynbgw_wait_event(DYNBGW_WAIT_END));
+		dynbgw_task_known(id, &record);
+	}
+	ConditionVariableCancelSleep();
+	dynbgw_put_task(rsinfo, &record);
+	return (Datum) 0;
+}
+
+/*
+ * Who may cancel a task: the role that submitted it, and those who may
+ * stop the pool's workers.
+ */
+static void
+dynbgw_task_check_may_cancel(const DynbgwTaskRecord *record)
+{
+	if (superuser() || GetUserId() == record->submitter)
+		return;
+	if (superuser_arg(record->roleoid) ||
+		(!has_privs_of_role(GetUserId(), record->roleoid) &&
+		 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to cancel dynbgw task " UINT64_FORMAT,
+						record->id),
+				 errdetail("Only the role that submitted it, roles with the privileges of its pool's role or of \"pg_signal_backend\", and superusers may cancel it.")));
+}
+
+/*
+ * dynbgw_cancel_task(id) returns boolean
+ *
+ * A task that waits ends as cancelled; one that runs is cancelled as
+ * pg_cancel_backend() cancels a query.  False, with a notice, if it has
+ * ended.
+ */
+Datum
+dynbgw_cancel_task(PG_FUNCTION_ARGS)
+{
+	uint64		id = dynbgw_task_arg(fcinfo, 0);
+	DynbgwTaskRecord record;
+
+	dynbgw_task_known(id, &record);
+	dynbgw_task_check_may_cancel(&record);
+	if (record.state == DYNBGW_TASK_ENDED || !dynbgw_task_cancel(id))
+	{
+		ereport(NOTICE,
+				(errmsg("dynbgw task " UINT64_FORMAT " has ended", id)));
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * dynbgw_tasks() returns setof dynbgw_task
+ *
+ * The tasks that wait, run, or ended among the last dynbgw.history_size,
+ * in that order; their details to those who may see them.
+ */
+Datum
+dynbgw_tasks(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DynbgwTaskRecord *records;
+	int			count;
+
+	InitMaterializedSRF(fcinfo, 0);
+	records = dynbgw_task_list(&count);
+	for (int i = 0; i < count; i++)
+		dynbgw_put_task(rsinfo, &records[i]);
+	return (Datum) 0;
+}
