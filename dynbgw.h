@@ -739,6 +739,7 @@ typedef struct DynbgwPoolInfo
 	Oid			owner;			/* who made it */
 	int			encoding;		/* of its database */
 	bool		dropping;
+	bool		failed;			/* its workers lost their authority */
 	int			waiting;		/* tasks pending or queued */
 } DynbgwPoolInfo;
 
@@ -776,7 +777,7 @@ extern int	dynbgw_max_queued_tasks;
 extern uint64 dynbgw_pool_add(DynbgwPoolInfo *pool, DynbgwQueueStatus *status);
 extern bool dynbgw_pool_get(const char *name, uint64 id, DynbgwPoolInfo *pool);
 extern DynbgwPoolInfo *dynbgw_pool_list(int *count);
-extern void dynbgw_pool_drain(uint64 id);
+extern void dynbgw_pool_close(uint64 id, const ErrorData *edata);
 extern void dynbgw_pool_remove(uint64 id);
 extern uint64 dynbgw_task_add(uint64 pool_id, const DynbgwTaskSpec *spec,
 							  DynbgwQueueStatus *status);

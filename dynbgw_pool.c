@@ -104,7 +104,7 @@ dynbgw_pool_stop(uint64 pool_id, TimestampTz deadline)
 	int			count;
 	bool		stopped = true;
 
-	dynbgw_pool_drain(pool_id);
+	dynbgw_pool_close(pool_id, NULL);
 	count = dynbgw_slot_pool_workers(pool_id, numbers, generations);
 	for (int i = 0; i < count; i++)
 		stopped &= dynbgw_stop_slot(numbers[i], generations[i], deadline);
@@ -178,7 +178,7 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	asked = pool;
 	id = dynbgw_pool_add(&pool, &status);
 	if (status == DYNBGW_QUEUE_EXISTS && dynbgw_pool_same(&pool, &asked) &&
-		!pool.dropping)
+		!pool.dropping && !pool.failed)
 	{
 		ereport(NOTICE,
 				(errmsg("dynbgw pool \"%s\" already exists, skipping",
@@ -189,8 +189,9 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("dynbgw pool \"%s\" already exists", pool.name),
-				 pool.dropping ?
-				 errdetail("It is being dropped.") :
+				 pool.dropping ? errdetail("It is being dropped.") :
+				 pool.failed ?
+				 errdetail("Its workers lost the authority it was made with.") :
 				 errdetail("It has %d workers and a queue of %d tasks, in another database or as another role than asked.",
 						   pool.size, pool.queue_size),
 				 errhint("Drop it first with dynbgw_pool_drop().")));
@@ -305,7 +306,8 @@ dynbgw_pools(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(pool->name);
-		values[1] = CStringGetTextDatum(pool->dropping ? "dropping" : "active");
+		values[1] = CStringGetTextDatum(pool->dropping ? "dropping" :
+										pool->failed ? "failed" : "active");
 		values[2] = Int32GetDatum(pool->size);
 		values[3] = dynbgw_name_datum(dbname);
 		nulls[3] = dbname == NULL;

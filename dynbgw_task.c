@@ -184,7 +184,9 @@ dynbgw_queue_task(const DynbgwPoolInfo *pool, const DynbgwTaskSpec *spec,
 	if (status == DYNBGW_QUEUE_NO_POOL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dynbgw pool \"%s\" is being dropped", pool->name)));
+				 errmsg("dynbgw pool \"%s\" takes no more tasks", pool->name),
+				 errdetail("It is being dropped, or its workers lost the authority it was made with."),
+				 errhint("The view dynbgw_pools says which; a failed pool is dropped and made anew.")));
 	if (status == DYNBGW_QUEUE_FULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

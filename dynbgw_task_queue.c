@@ -115,9 +115,14 @@ dynbgw_tasks_area(bool create)
 	return dynbgw_area_map(&board->lock, &board->area, &tasks_area, create);
 }
 
+/*
+ * Lock the board, with the area mapped first: a process that has not yet
+ * used it (a session that only drops a pool) reads tasks there too.
+ */
 static void
 dynbgw_lock_board(LWLockMode mode)
 {
+	(void) dynbgw_tasks_area(false);
 	LWLockAcquire(&dynbgw_board()->lock, mode);
 }
 
@@ -355,11 +360,13 @@ dynbgw_pool_list(int *count)
 }
 
 /*
- * A pool that is being dropped takes no more tasks, and those that wait
- * end as stopped; those pending in open transactions just go.
+ * A pool that is being dropped (edata NULL), or whose workers lost their
+ * authority (edata the error that says so), takes no more tasks, and those
+ * that wait end as stopped, or as failed with that error; those pending in
+ * open transactions just go.
  */
 void
-dynbgw_pool_drain(uint64 id)
+dynbgw_pool_close(uint64 id, const ErrorData *edata)
 {
 	DynbgwPoolInfo info;
 	DynbgwPool *pool;
@@ -377,7 +384,10 @@ dynbgw_pool_drain(uint64 id)
 	pool = dynbgw_pool_locked(NULL, id);
 	if (pool != NULL)
 	{
-		pool->info.dropping = true;
+		if (edata == NULL)
+			pool->info.dropping = true;
+		else
+			pool->info.failed = true;
 		while (pool->info.waiting > 0)
 		{
 			dsa_pointer ptr = dynbgw_queue_remove_locked(pool, 0);
@@ -390,8 +400,15 @@ dynbgw_pool_drain(uint64 id)
 				dynbgw_task_record(task, pool->info.name, pool->info.roleoid,
 								   pool->info.dboid, &record);
 				record.state = DYNBGW_TASK_ENDED;
-				record.outcome = DYNBGW_RUN_STOPPED;
+				record.outcome = edata ? DYNBGW_RUN_FAILED : DYNBGW_RUN_STOPPED;
 				record.finished = now;
+				if (edata != NULL)
+				{
+					record.error_code = edata->sqlerrcode;
+					record.encoding = GetDatabaseEncoding();
+					dynbgw_clip(record.message, edata->message,
+								DYNBGW_MAX_RUN_ERROR);
+				}
 				dropped[nfreed] = dynbgw_record_end_locked(&record);
 			}
 			freed[nfreed++] = ptr;
@@ -463,7 +480,7 @@ dynbgw_task_add(uint64 pool_id, const DynbgwTaskSpec *spec,
 
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	pool = dynbgw_pool_locked(NULL, pool_id);
-	if (pool == NULL || pool->info.dropping)
+	if (pool == NULL || (pool->info.dropping || pool->info.failed))
 		*status = DYNBGW_QUEUE_NO_POOL;
 	else if (pool->info.waiting >= pool->info.queue_size)
 		*status = DYNBGW_QUEUE_FULL;
@@ -730,7 +747,7 @@ dynbgw_pool_join(int n, const DynbgwDefinition *def)
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	pool = dynbgw_pool_locked(NULL, def->pool_id);
 	member = &dynbgw_members()[n - 1];
-	if (pool != NULL && !pool->info.dropping)
+	if (pool != NULL && !(pool->info.dropping || pool->info.failed))
 	{
 		member->pool_id = def->pool_id;
 		strlcpy(member->pool, pool->info.name, NAMEDATALEN);
@@ -740,7 +757,7 @@ dynbgw_pool_join(int n, const DynbgwDefinition *def)
 		member->task = InvalidDsaPointer;
 	}
 	dynbgw_unlock_board();
-	return pool != NULL && !pool->info.dropping;
+	return pool != NULL && !(pool->info.dropping || pool->info.failed);
 }
 
 /*
@@ -760,7 +777,7 @@ dynbgw_task_take(int n, DynbgwTaskTaken *taken)
 
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	pool = dynbgw_pool_locked(NULL, member->pool_id);
-	if (pool == NULL || pool->info.dropping)
+	if (pool == NULL || (pool->info.dropping || pool->info.failed))
 	{
 		member->idle_latch = NULL;
 		dynbgw_unlock_board();

@@ -63,6 +63,7 @@ static TimeoutId wake_timeout_id;
 
 /* Whether this process is a pool's worker that has joined its pool. */
 static bool in_pool = false;
+static uint64 my_pool_id;
 
 /* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
 static bool completed_run = false;
@@ -458,6 +459,13 @@ static void
 dynbgw_end_for_good(const ErrorData *edata)
 {
 	dynbgw_slot_lose_authority(my_number, edata);
+	/* Its pool's other workers share its authority: the pool is done. */
+	if (in_pool)
+	{
+		dynbgw_task_end(my_number, DYNBGW_RUN_FAILED, edata->sqlerrcode,
+						edata->message, NULL);
+		dynbgw_pool_close(my_pool_id, edata);
+	}
 	ereport(LOG,
 			(errmsg("dynbgw worker %d ends for good: it has lost the authority it was launched with",
 					my_number),
@@ -735,6 +743,7 @@ dynbgw_pool_loop(const DynbgwDefinition *def)
 	if (!dynbgw_pool_join(my_number, def))
 		proc_exit(0);
 	in_pool = true;
+	my_pool_id = def->pool_id;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dynbgw_report_ready(DYNBGW_IDLE, 0);
 

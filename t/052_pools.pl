@@ -1,0 +1,197 @@
+
+# Copyright (c) dynbgw authors
+
+# Pools where their workers die, are dropped or crash, and where tasks
+# flood in or lose their right to run (sql/pools.sql shows the rest).
+#
+# - A worker that dies in a task (FATAL) ends the task as failed with its
+#   error, and the pool is back at its size a second later.
+# - A drop while tasks run and wait stops the workers: running and
+#   waiting tasks end as stopped, and no process or pool is left.
+# - After a crash-restart the pool's workers are back and remake their
+#   pool, which takes tasks again.
+# - Sessions that submit more than the queue holds, waiting for room, all
+#   get their tasks run, each once.
+# - A task whose submitter lost the pool's role while it waited fails
+#   with 42501, and the pool goes on; a pool whose maker lost the role
+#   fails, and so do its waiting tasks; it takes no more.
+# - A superuser's pool takes no task from a role that is not one.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use DynbgwTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = new_node('main', conf => 'restart_after_crash = on');
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+# Task $id once it ended, as "outcome sqlstate".
+sub ended
+{
+	my ($id) = @_;
+	return q1(
+		"SELECT outcome || ' ' || coalesce(sqlstate, '-') FROM dynbgw_wait_task($id, '60 s')"
+	);
+}
+
+sub pool_pids
+{
+	my ($pool) = @_;
+	return q1(
+		"SELECT string_agg(pid::text, ' ' ORDER BY n) FROM dynbgw_workers WHERE pool = '$pool' AND pid IS NOT NULL"
+	);
+}
+
+###########################################################################
+# 1. A worker that dies in a task.
+
+q1("SELECT dynbgw_pool_create('p', 2)");
+my $before = pool_pids('p');
+my $fatal = q1(
+	"SELECT dynbgw_submit('p', 'SET exit_on_error = on; SELECT 1/0')");
+is(ended($fatal), 'failed 22012', 'a task that ends its worker failed');
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 2 FROM dynbgw_workers WHERE pool = 'p' AND state = 'idle'"
+	),
+	'the pool is back at its size');
+isnt(pool_pids('p'), $before, 'with a new worker in place of the one that died');
+is(ended(q1("SELECT dynbgw_submit('p', 'SELECT 1')")),
+	'succeeded -', 'and takes tasks again');
+
+###########################################################################
+# 2. A drop while tasks run and wait.
+
+my @running =
+  map { q1("SELECT dynbgw_submit('p', 'SELECT pg_sleep(300)')") } 1 .. 2;
+my @waiting =
+  map { q1("SELECT dynbgw_submit('p', 'SELECT pg_sleep(300)')") } 1 .. 3;
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 2 FROM dynbgw_tasks WHERE state = 'running'"),
+	'two tasks run, three wait');
+is(q1("SELECT dynbgw_pool_drop('p', '60 s')"), 't', 'the pool is dropped');
+is(ended($_), 'stopped -', "running task $_ was stopped") for @running;
+is(ended($_), 'stopped -', "waiting task $_ was stopped") for @waiting;
+is(q1('SELECT count(*) FROM dynbgw_workers'), '0', 'no worker is left');
+is(q1('SELECT count(*) FROM dynbgw_pools'), '0', 'nor the pool');
+is(dynbgw_processes($node), 0, 'nor a process');
+
+###########################################################################
+# 3. A crash-restart.
+
+q1("SELECT dynbgw_pool_create('q', 2, queue_size => 50)");
+my $victim = q1("SELECT dynbgw_launch(1, naptime => '1 hour')");
+my $offset = -s $node->logfile;
+ok(kill('KILL', $victim), 'kill -9 another worker');
+wait_crash_restart($node, $offset);
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 2 FROM dynbgw_workers WHERE pool = 'q' AND state = 'idle'"
+	),
+	'the pool\'s workers are back');
+is(q1("SELECT name || ' ' || size || ' ' || queue_size FROM dynbgw_pools"),
+	'q 2 50', 'and remade their pool');
+is(ended(q1("SELECT dynbgw_submit('q', 'SELECT 1')")),
+	'succeeded -', 'which takes tasks');
+
+###########################################################################
+# 4. A flood: two sessions submit 200 tasks each to a queue of 5.
+
+q1("SELECT dynbgw_pool_drop('q')");
+q1("SELECT dynbgw_pool_create('f', 2, queue_size => 5)");
+q1('CREATE TABLE flood (session integer, i integer)');
+my @floods = map { $node->background_psql('postgres') } 1 .. 2;
+for my $s (1 .. 2)
+{
+	$floods[ $s - 1 ]->query_until(
+		qr/start/, qq{\\echo start
+DO \$\$
+BEGIN
+    FOR i IN 1..200 LOOP
+        PERFORM dynbgw_submit('f', format('INSERT INTO flood VALUES ($s, %s)', i),
+                              wait_for_slot => '60 s');
+    END LOOP;
+END
+\$\$;
+});
+}
+ok( $node->poll_query_until('postgres', 'SELECT count(*) = 400 FROM flood'),
+	'every task of both sessions ran');
+is(q1('SELECT count(DISTINCT (session, i)) FROM flood'),
+	'400', 'each once');
+is(q1("SELECT queued FROM dynbgw_pools WHERE name = 'f'"),
+	'0', 'and nothing is left waiting');
+$_->quit for @floods;
+q1("SELECT dynbgw_pool_drop('f')");
+
+###########################################################################
+# 5. Rights lost while tasks wait.
+
+q1(
+	q{CREATE ROLE pool_role LOGIN;
+	  CREATE ROLE pool_maker LOGIN IN ROLE dynbgw_user;
+	  CREATE ROLE pool_submitter LOGIN;
+	  GRANT pool_role TO pool_maker, pool_submitter;
+	  GRANT CREATE ON SCHEMA public TO pool_role});
+$node->safe_psql('postgres',
+	"SET ROLE pool_maker; SELECT dynbgw_pool_create('r', 1, role => 'pool_role')"
+);
+# A session that holds the lock the pool's worker waits for.
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(7)');
+my $blocker =
+  q1("SELECT dynbgw_submit('r', 'SELECT pg_advisory_xact_lock(7)')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT state = 'running' FROM dynbgw_tasks WHERE id = $blocker"),
+	'the pool\'s worker is busy');
+my $revoked = $node->safe_psql('postgres',
+	"SET ROLE pool_submitter; SELECT dynbgw_submit('r', 'SELECT 1')");
+q1('REVOKE pool_role FROM pool_submitter');
+$holder->query_safe('SELECT pg_advisory_unlock(7)');
+is(ended($revoked), 'failed 42501',
+	'a task whose submitter lost the role fails');
+is(ended(q1("SELECT dynbgw_submit('r', 'SELECT 1')")),
+	'succeeded -', 'and the pool goes on');
+
+$holder->query_safe('SELECT pg_advisory_lock(7)');
+$blocker =
+  q1("SELECT dynbgw_submit('r', 'SELECT pg_advisory_xact_lock(7)')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT state = 'running' FROM dynbgw_tasks WHERE id = $blocker"),
+	'the pool\'s worker is busy again');
+my $orphan = q1("SELECT dynbgw_submit('r', 'SELECT 1')");
+q1('REVOKE pool_role FROM pool_maker');
+$holder->query_safe('SELECT pg_advisory_unlock(7)');
+$holder->quit;
+is(ended($orphan), 'failed 42501',
+	'a pool whose maker lost its role fails its waiting tasks');
+is(q1("SELECT state FROM dynbgw_pools WHERE name = 'r'"),
+	'failed', 'the pool says it failed');
+like(
+	psql_error($node, "SELECT dynbgw_submit('r', 'SELECT 1')"),
+	qr/ERROR:  55000: dynbgw pool "r" takes no more tasks/,
+	'and takes no more');
+is(q1("SELECT dynbgw_pool_drop('r')"), 't', 'a failed pool is dropped');
+
+###########################################################################
+# 6. A superuser's pool is for superusers.
+
+q1("SELECT dynbgw_pool_create('su', 1)");
+q1('GRANT postgres TO pool_submitter');
+like(
+	psql_error(
+		$node,
+		"SET ROLE pool_submitter; SELECT dynbgw_submit('su', 'SELECT 1')"),
+	qr/ERROR:  42501: permission denied to submit tasks to dynbgw pool "su"/,
+	'a member of a superuser role submits nothing to its pool');
+q1('REVOKE postgres FROM pool_submitter');
+q1("SELECT dynbgw_pool_drop('su')");
+
+$node->stop;
+done_testing();
