@@ -16,7 +16,8 @@ INSERT INTO pg_temp.dynbgw_kept_acl
 SELECT o.name, o.new_args, p.proacl, p.proowner
 FROM (VALUES
         ('{dynbgw_workers}'::pg_catalog.text[], '{}'::pg_catalog.text[], '{}'::pg_catalog.text[]),
-        ('{dynbgw_results}', '{}', '{}')) AS o(name, old_args, new_args),
+        ('{dynbgw_results}', '{}', '{}'),
+        ('{dynbgw_restore}', '{}', '{}')) AS o(name, old_args, new_args),
      LATERAL pg_catalog.pg_get_object_address('function', o.name, o.old_args) a
      JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) a.objid;
 
@@ -94,27 +95,122 @@ CREATE FUNCTION dynbgw_pool_create(name text,
                                    size integer,
                                    database name DEFAULT NULL,
                                    role name DEFAULT NULL,
-                                   queue_size integer DEFAULT 1000)
+                                   queue_size integer DEFAULT 1000,
+                                   persist boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'dynbgw_pool_create'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) IS
-'start a pool of size workers in database as role, running the tasks submitted to it, of which queue_size may wait';
+COMMENT ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer, boolean) IS
+'start a pool of size workers in database as role, running the tasks submitted to it, of which queue_size may wait; saved for dynbgw_restore() if persist';
 
-REVOKE ALL ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer) TO dynbgw_user;
+REVOKE ALL ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer, boolean) TO dynbgw_user;
 
-CREATE FUNCTION dynbgw_pool_drop(name text, timeout interval DEFAULT '10 seconds')
+CREATE FUNCTION dynbgw_pool_drop(name text,
+                                 timeout interval DEFAULT '10 seconds',
+                                 forget boolean DEFAULT false)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'dynbgw_pool_drop'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION dynbgw_pool_drop(text, interval) IS
-'stop the workers of a pool, waiting at most timeout; its waiting tasks end as stopped';
+COMMENT ON FUNCTION dynbgw_pool_drop(text, interval, boolean) IS
+'stop the workers of a pool, waiting at most timeout; its waiting tasks end as stopped; its saved definition is deleted if forget';
 
-REVOKE ALL ON FUNCTION dynbgw_pool_drop(text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dynbgw_pool_drop(text, interval) TO dynbgw_user;
+REVOKE ALL ON FUNCTION dynbgw_pool_drop(text, interval, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_pool_drop(text, interval, boolean) TO dynbgw_user;
+
+-- Saved pools, kept as saved workers are: each role writes its own rows
+-- (the policy filters, the guard checks every writer), roles and the
+-- database by OID, and not in pg_dump's output (dynbgw_dump_definitions()).
+CREATE TABLE dynbgw_pool_definitions (
+    name text PRIMARY KEY,
+    owner pg_catalog.regrole NOT NULL,
+    size integer NOT NULL,
+    database pg_catalog.oid,
+    role pg_catalog.regrole NOT NULL,
+    queue_size integer NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT pg_catalog.now());
+
+COMMENT ON TABLE dynbgw_pool_definitions IS
+'dynbgw pools made with persist => true, which dynbgw_restore() makes again; not in pg_dump''s output (see dynbgw_dump_definitions())';
+COMMENT ON COLUMN dynbgw_pool_definitions.name IS
+'the pool''s name';
+COMMENT ON COLUMN dynbgw_pool_definitions.owner IS
+'the role that saved it, and as which dynbgw_restore() makes it';
+COMMENT ON COLUMN dynbgw_pool_definitions.size IS
+'how many workers, as given to dynbgw_pool_create()';
+COMMENT ON COLUMN dynbgw_pool_definitions.database IS
+'OID of the database its workers connect to; NULL: this database';
+COMMENT ON COLUMN dynbgw_pool_definitions.role IS
+'the role its tasks run as';
+COMMENT ON COLUMN dynbgw_pool_definitions.queue_size IS
+'how many tasks may wait, as given to dynbgw_pool_create()';
+COMMENT ON COLUMN dynbgw_pool_definitions.saved_at IS
+'when it was last saved';
+
+ALTER TABLE dynbgw_pool_definitions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dynbgw_pool_definitions_own ON dynbgw_pool_definitions
+    USING (owner OPERATOR(pg_catalog.=) pg_catalog.quote_ident(current_user)::pg_catalog.regrole)
+    WITH CHECK (owner OPERATOR(pg_catalog.=) pg_catalog.quote_ident(current_user)::pg_catalog.regrole);
+COMMENT ON POLICY dynbgw_pool_definitions_own ON dynbgw_pool_definitions IS
+'each role sees and changes its own saved pools only';
+
+CREATE TRIGGER dynbgw_pool_definitions_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON dynbgw_pool_definitions
+    FOR EACH ROW EXECUTE FUNCTION dynbgw_definitions_guard();
+ALTER TABLE dynbgw_pool_definitions ENABLE ALWAYS TRIGGER dynbgw_pool_definitions_guard;
+COMMENT ON TRIGGER dynbgw_pool_definitions_guard ON dynbgw_pool_definitions IS
+'a row is written by its owner or a superuser only, whoever else bypasses row security';
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON dynbgw_pool_definitions TO dynbgw_user;
+
+-- dynbgw_restore makes saved pools again too, and says which.
+ALTER FUNCTION dynbgw_restore() RENAME TO dynbgw_restore_1_3;
+
+CREATE FUNCTION dynbgw_restore(OUT n integer, OUT pid integer, OUT error text,
+                               OUT pool text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dynbgw_restore'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_restore() IS
+'launch every saved definition of this database that is not running, and make every saved pool that does not exist, each as its owner';
+
+REVOKE ALL ON FUNCTION dynbgw_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dynbgw_restore() TO dynbgw_user;
+
+DROP FUNCTION dynbgw_restore_1_3();
+
+CREATE OR REPLACE FUNCTION dynbgw_dump_definitions()
+RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT line FROM (
+SELECT 1 AS kind, d.n::text AS key,
+       format('SELECT dynbgw_launch(%s, %s, naptime => %s, database => %s, role => %s, runs => %s, restart => %s, run_timeout => %s, schedule => %s, timezone => %s, retry => %s, retry_delay => %s, keep_result => %s, if_running => ''skip'', persist => true);',
+              d.n, quote_nullable(d.command), quote_nullable(d.naptime),
+              quote_nullable((SELECT b.datname FROM pg_database b WHERE b.oid = d.database)),
+              quote_nullable((SELECT r.rolname FROM pg_roles r WHERE r.oid = d.role AND d.role <> d.owner)),
+              quote_nullable(d.runs), quote_nullable(d.restart), quote_nullable(d.run_timeout),
+              quote_nullable(d.schedule), quote_nullable(d.timezone),
+              quote_nullable(d.retry), quote_nullable(d.retry_delay),
+              quote_nullable(d.keep_result)) AS line
+FROM @extschema@.dynbgw_definitions d
+WHERE d.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+UNION ALL
+SELECT 2, p.name,
+       format('SELECT dynbgw_pool_create(%s, %s, database => %s, role => %s, queue_size => %s, persist => true);',
+              quote_literal(p.name), p.size,
+              quote_nullable((SELECT b.datname FROM pg_database b WHERE b.oid = p.database)),
+              quote_nullable((SELECT r.rolname FROM pg_roles r WHERE r.oid = p.role AND p.role <> p.owner)),
+              p.queue_size)
+FROM @extschema@.dynbgw_pool_definitions p
+WHERE p.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+) l
+ORDER BY kind, CASE WHEN kind = 1 THEN lpad(key, 10, '0') ELSE key END
+$$;
 
 CREATE FUNCTION dynbgw_pools(
     OUT name text,
@@ -222,6 +318,14 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION dynbgw_task_result_json(bigint) IS
 'the rows that task id kept, each as a jsonb object of its columns';
+
+CREATE FUNCTION dynbgw_drop_task_result(id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dynbgw_drop_task_result'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION dynbgw_drop_task_result(bigint) IS
+'drop the result that task id kept, freeing its memory before its record leaves dynbgw_tasks';
 
 -- The DBA's grants and revokes, carried over: what the kept ACL has and
 -- the new one lacks is granted, the reverse revoked (first), the owners'

@@ -887,11 +887,28 @@ typedef struct DynbgwSaved
 	bool		isnull[DYNBGW_SAVED_COLUMNS];
 } DynbgwSaved;
 
+/* A row of dynbgw_pool_definitions. */
+typedef struct DynbgwSavedPool
+{
+	char		name[NAMEDATALEN];
+	Oid			owner;
+	int			size;
+	Oid			database;		/* InvalidOid: the row's own database */
+	Oid			role;
+	int			queue_size;
+	Oid			table_owner;
+} DynbgwSavedPool;
+
 extern List *dynbgw_saved_read(Oid schema);
+extern List *dynbgw_saved_pools_read(Oid schema);
 extern void dynbgw_persist_check(FunctionCallInfo fcinfo, int n);
 extern void dynbgw_persist_save(FunctionCallInfo fcinfo, int n,
 								const DynbgwDefinition *def);
 extern void dynbgw_persist_forget(FunctionCallInfo fcinfo, int n);
+extern void dynbgw_persist_pool_save(FunctionCallInfo fcinfo,
+									 const DynbgwPoolInfo *pool);
+extern void dynbgw_persist_pool_forget(FunctionCallInfo fcinfo,
+									   const char *name);
 
 /* dynbgw_restore.c */
 extern char *dynbgw_restore_databases;
@@ -945,6 +962,7 @@ extern PGDLLEXPORT Datum dynbgw_cancel_task(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_tasks(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_task_result(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum dynbgw_task_result_json(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum dynbgw_drop_task_result(PG_FUNCTION_ARGS);
 
 /*
  * What every dynamic worker of dynbgw's is: connected to a database, ended

@@ -1,15 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * dynbgw_persist.c
- *		Saved definitions: the table dynbgw_definitions, who may write it,
- *		saving and forgetting.
+ *		Saved definitions: the tables dynbgw_definitions and
+ *		dynbgw_pool_definitions, who may write them, saving and forgetting.
  *
  * dynbgw_launch(..., persist => true) saves the definition in the
  * extension's table dynbgw_definitions of the database it was launched
  * from, in the launching transaction and after the number was reserved
  * (so that a launch that skips saves nothing) but before the worker
  * starts (so that a definition that cannot be saved is not launched).
- * dynbgw_restore.c launches them again.
+ * dynbgw_restore.c launches them again.  dynbgw_pool_create(...,
+ * persist => true) saves a pool likewise, before its workers start, in
+ * dynbgw_pool_definitions, whose rows follow the same rules.
  *
  * A row says as whom it runs, so its owner is an identity, and identity
  * never comes from data anybody could write: row security is a filter that
@@ -52,6 +54,7 @@
 PG_FUNCTION_INFO_V1(dynbgw_definitions_guard);
 
 #define DYNBGW_DEFINITIONS	"dynbgw_definitions"
+#define DYNBGW_POOL_DEFINITIONS	"dynbgw_pool_definitions"
 
 /*
  * The table's columns, by name, since an upgraded table may order them
@@ -59,11 +62,13 @@ PG_FUNCTION_INFO_V1(dynbgw_definitions_guard);
  * column's, and every datum is read, and passed to dynbgw_launch, as the
  * type it should have.
  */
-static const struct
+typedef struct DynbgwColumn
 {
 	const char *name;
 	Oid			type;
-}			dynbgw_columns[DYNBGW_SAVED_COLUMNS] = {
+} DynbgwColumn;
+
+static const DynbgwColumn dynbgw_columns[DYNBGW_SAVED_COLUMNS] = {
 	[DYNBGW_SAVED_N] = {"n", INT4OID},
 	[DYNBGW_SAVED_OWNER] = {"owner", REGROLEOID},
 	[DYNBGW_SAVED_COMMAND] = {"command", TEXTOID},
@@ -119,40 +124,41 @@ dynbgw_saved_cmp(const ListCell *a, const ListCell *b)
 }
 
 /*
- * Every row of dynbgw_definitions in this schema, as DynbgwSaved, ordered
- * by n.  Read with the active snapshot, past row security: callers decide
- * what the current role may see.
+ * Every row of a table of saved definitions, each as an array of its
+ * columns' values followed by one of their nulls (a column missing from
+ * an older table is null).  Read with the active snapshot, past row
+ * security: callers decide what the current role may see.
  */
-List *
-dynbgw_saved_read(Oid schema)
+static List *
+dynbgw_table_rows(Relation rel, const DynbgwColumn *columns, int ncolumns,
+				  int first_optional)
 {
-	Relation	rel = dynbgw_definitions_open(schema, AccessShareLock);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
-	AttrNumber	attnums[DYNBGW_SAVED_COLUMNS];
+	AttrNumber *attnums = palloc(ncolumns * sizeof(AttrNumber));
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	List	   *rows = NIL;
 
-	for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
+	for (int col = 0; col < ncolumns; col++)
 	{
 		Oid			type;
 
-		attnums[col] = get_attnum(RelationGetRelid(rel), dynbgw_columns[col].name);
+		attnums[col] = get_attnum(RelationGetRelid(rel), columns[col].name);
 		if (attnums[col] == InvalidAttrNumber)
 		{
-			if (col < DYNBGW_SAVED_FIRST_OPTIONAL)
+			if (col < first_optional)
 				elog(ERROR, "column \"%s\" of table \"%s\" does not exist",
-					 dynbgw_columns[col].name, DYNBGW_DEFINITIONS);
+					 columns[col].name, RelationGetRelationName(rel));
 			continue;
 		}
 		type = TupleDescAttr(tupdesc, attnums[col] - 1)->atttypid;
-		if (type != dynbgw_columns[col].type)
+		if (type != columns[col].type)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" of table \"%s\" has type %s, not %s",
-							dynbgw_columns[col].name, DYNBGW_DEFINITIONS,
+							columns[col].name, RelationGetRelationName(rel),
 							format_type_be(type),
-							format_type_be(dynbgw_columns[col].type)),
+							format_type_be(columns[col].type)),
 					 errhint("Give the column back its type, or drop and create the extension again.")));
 	}
 
@@ -160,21 +166,49 @@ dynbgw_saved_read(Oid schema)
 	scan = dynbgw_table_beginscan(rel, GetActiveSnapshot());
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		DynbgwSaved *row = palloc0(sizeof(DynbgwSaved));
+		Datum	   *values = palloc0(ncolumns * (sizeof(Datum) + sizeof(bool)));
+		bool	   *isnull = (bool *) &values[ncolumns];
 
 		slot_getallattrs(slot);
-		for (int col = 0; col < DYNBGW_SAVED_COLUMNS; col++)
+		for (int col = 0; col < ncolumns; col++)
 		{
 			int			i = attnums[col] - 1;
 			Form_pg_attribute att;
 
-			row->isnull[col] = i < 0 || slot->tts_isnull[i];
-			if (row->isnull[col])
+			isnull[col] = i < 0 || slot->tts_isnull[i];
+			if (isnull[col])
 				continue;
 			att = TupleDescAttr(tupdesc, i);
-			row->values[col] = datumCopy(slot->tts_values[i], att->attbyval,
-										 att->attlen);
+			values[col] = datumCopy(slot->tts_values[i], att->attbyval,
+									att->attlen);
 		}
+		rows = lappend(rows, values);
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return rows;
+}
+
+/*
+ * Every row of dynbgw_definitions in this schema, as DynbgwSaved, ordered
+ * by n.
+ */
+List *
+dynbgw_saved_read(Oid schema)
+{
+	Relation	rel = dynbgw_definitions_open(schema, AccessShareLock);
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	foreach(lc, dynbgw_table_rows(rel, dynbgw_columns, DYNBGW_SAVED_COLUMNS,
+								  DYNBGW_SAVED_FIRST_OPTIONAL))
+	{
+		Datum	   *values = lfirst(lc);
+		bool	   *isnull = (bool *) &values[DYNBGW_SAVED_COLUMNS];
+		DynbgwSaved *row = palloc0(sizeof(DynbgwSaved));
+
+		memcpy(row->values, values, sizeof(row->values));
+		memcpy(row->isnull, isnull, sizeof(row->isnull));
 		row->table_owner = rel->rd_rel->relowner;
 		row->n = DatumGetInt32(row->values[DYNBGW_SAVED_N]);
 		row->owner = DatumGetObjectId(row->values[DYNBGW_SAVED_OWNER]);
@@ -183,12 +217,98 @@ dynbgw_saved_read(Oid schema)
 			DatumGetObjectId(row->values[DYNBGW_SAVED_DATABASE]);
 		rows = lappend(rows, row);
 	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
 
 	list_sort(rows, dynbgw_saved_cmp);
 	return rows;
+}
+
+/* The columns of dynbgw_pool_definitions, as those of dynbgw_definitions. */
+typedef enum DynbgwSavedPoolColumn
+{
+	DYNBGW_POOL_NAME,
+	DYNBGW_POOL_OWNER,
+	DYNBGW_POOL_SIZE,
+	DYNBGW_POOL_DATABASE,
+	DYNBGW_POOL_ROLE,
+	DYNBGW_POOL_QUEUE_SIZE,
+	DYNBGW_POOL_COLUMNS
+} DynbgwSavedPoolColumn;
+
+static const DynbgwColumn dynbgw_pool_columns[DYNBGW_POOL_COLUMNS] = {
+	[DYNBGW_POOL_NAME] = {"name", TEXTOID},
+	[DYNBGW_POOL_OWNER] = {"owner", REGROLEOID},
+	[DYNBGW_POOL_SIZE] = {"size", INT4OID},
+	[DYNBGW_POOL_DATABASE] = {"database", OIDOID},
+	[DYNBGW_POOL_ROLE] = {"role", REGROLEOID},
+	[DYNBGW_POOL_QUEUE_SIZE] = {"queue_size", INT4OID}
+};
+
+/*
+ * The table dynbgw_pool_definitions of the extension in this schema,
+ * opened for reading; NULL if it has none, before version 1.4.
+ */
+static Relation
+dynbgw_pool_definitions_open_if_any(Oid schema)
+{
+	Oid			relid = get_relname_relid(DYNBGW_POOL_DEFINITIONS, schema);
+
+	return OidIsValid(relid) ? table_open(relid, AccessShareLock) : NULL;
+}
+
+static Relation
+dynbgw_pool_definitions_open(Oid schema)
+{
+	Relation	rel = dynbgw_pool_definitions_open_if_any(schema);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("saved dynbgw pools need version 1.4 of the extension"),
+				 errhint("Run ALTER EXTENSION dynbgw UPDATE in this database.")));
+	return rel;
+}
+
+/*
+ * Every row of dynbgw_pool_definitions in this schema, as DynbgwSavedPool,
+ * ordered by name; none before version 1.4.
+ */
+List *
+dynbgw_saved_pools_read(Oid schema)
+{
+	Relation	rel = dynbgw_pool_definitions_open_if_any(schema);
+	List	   *pools = NIL;
+	ListCell   *lc;
+
+	if (rel == NULL)
+		return NIL;
+	foreach(lc, dynbgw_table_rows(rel, dynbgw_pool_columns,
+								  DYNBGW_POOL_COLUMNS, DYNBGW_POOL_COLUMNS))
+	{
+		Datum	   *values = lfirst(lc);
+		bool	   *isnull = (bool *) &values[DYNBGW_POOL_COLUMNS];
+		DynbgwSavedPool *pool = palloc0(sizeof(DynbgwSavedPool));
+
+		/* The table's NOT NULL may have been dropped by its owner. */
+		for (int col = 0; col < DYNBGW_POOL_COLUMNS; col++)
+		{
+			if (isnull[col] && col != DYNBGW_POOL_DATABASE)
+				elog(ERROR, "column \"%s\" of table \"%s\" holds a null",
+					 dynbgw_pool_columns[col].name, DYNBGW_POOL_DEFINITIONS);
+		}
+		strlcpy(pool->name, TextDatumGetCString(values[DYNBGW_POOL_NAME]),
+				NAMEDATALEN);
+		pool->owner = DatumGetObjectId(values[DYNBGW_POOL_OWNER]);
+		pool->size = DatumGetInt32(values[DYNBGW_POOL_SIZE]);
+		pool->database = isnull[DYNBGW_POOL_DATABASE] ? InvalidOid :
+			DatumGetObjectId(values[DYNBGW_POOL_DATABASE]);
+		pool->role = DatumGetObjectId(values[DYNBGW_POOL_ROLE]);
+		pool->queue_size = DatumGetInt32(values[DYNBGW_POOL_QUEUE_SIZE]);
+		pool->table_owner = rel->rd_rel->relowner;
+		pools = lappend(pools, pool);
+	}
+	table_close(rel, AccessShareLock);
+	return pools;
 }
 
 /* Row n of the rows read, or NULL. */
@@ -250,11 +370,14 @@ dynbgw_arg_param(FunctionCallInfo fcinfo, int argno, Datum *value, char *null)
 	*null = PG_ARGISNULL(argno) ? 'n' : ' ';
 }
 
-/* An SPI query on the extension's table, its name filled in for %s. */
+/*
+ * An SPI query on the extension's table of saved workers (pools: of saved
+ * pools), its name filled in for %s.
+ */
 static int
-dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
-						   int nargs, Oid *argtypes, Datum *values,
-						   const char *nulls)
+dynbgw_definitions_execute(FunctionCallInfo fcinfo, bool pools,
+						   const char *query, int nargs, Oid *argtypes,
+						   Datum *values, const char *nulls)
 {
 	Oid			schema = dynbgw_caller_schema(fcinfo);
 	char	   *table;
@@ -262,8 +385,11 @@ dynbgw_definitions_execute(FunctionCallInfo fcinfo, const char *query,
 	int			ret;
 
 	/* Refuses the layout of 1.1 with a clear error. */
-	table_close(dynbgw_definitions_open(schema, AccessShareLock), AccessShareLock);
+	table_close(pools ? dynbgw_pool_definitions_open(schema) :
+				dynbgw_definitions_open(schema, AccessShareLock),
+				AccessShareLock);
 	table = quote_qualified_identifier(get_namespace_name(schema),
+									   pools ? DYNBGW_POOL_DEFINITIONS :
 									   DYNBGW_DEFINITIONS);
 
 	/*
@@ -346,7 +472,7 @@ dynbgw_persist_save(FunctionCallInfo fcinfo, int n, const DynbgwDefinition *def)
 						 nparams);
 	}
 
-	if (dynbgw_definitions_execute(fcinfo,
+	if (dynbgw_definitions_execute(fcinfo, false,
 								   psprintf("INSERT INTO %%s AS d (n, owner, command, naptime, database, role, runs, restart, run_timeout, schedule, timezone%s) "
 											"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11%s) "
 											"ON CONFLICT (n) DO UPDATE SET owner = $2, command = $3, naptime = $4, database = $5, role = $6, runs = $7, restart = $8, run_timeout = $9, schedule = $10, timezone = $11%s, saved_at = pg_catalog.now()",
@@ -366,12 +492,77 @@ dynbgw_persist_forget(FunctionCallInfo fcinfo, int n)
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(n)};
 
-	if (dynbgw_definitions_execute(fcinfo, "DELETE FROM %s WHERE n OPERATOR(pg_catalog.=) $1",
+	if (dynbgw_definitions_execute(fcinfo, false,
+								   "DELETE FROM %s WHERE n OPERATOR(pg_catalog.=) $1",
 								   1, argtypes, values, NULL) == 0)
 		ereport(NOTICE,
 				(errmsg("no saved definition of dynbgw worker %d in database \"%s\"",
 						n, get_database_name(MyDatabaseId)),
 				 errdetail("Definitions are saved in the database a worker was launched from, and each role may forget only its own.")));
+}
+
+/*
+ * Save a pool's definition, as given to dynbgw_pool_create (fcinfo) and
+ * as resolved (pool), as the current role's, replacing its earlier one.
+ * A saved pool of that name that another role owns stands in the way.
+ */
+void
+dynbgw_persist_pool_save(FunctionCallInfo fcinfo, const DynbgwPoolInfo *pool)
+{
+	Oid			argtypes[6] = {TEXTOID, OIDOID, INT4OID, OIDOID, OIDOID, INT4OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	ListCell   *lc;
+
+	foreach(lc, dynbgw_saved_pools_read(dynbgw_caller_schema(fcinfo)))
+	{
+		DynbgwSavedPool *saved = lfirst(lc);
+		char	   *owner;
+
+		if (strcmp(saved->name, pool->name) != 0 || saved->owner == GetUserId())
+			continue;
+		owner = GetUserNameFromId(saved->owner, true);
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 owner ?
+				 errmsg("dynbgw pool \"%s\" is saved by role \"%s\" in this database",
+						pool->name, owner) :
+				 errmsg("dynbgw pool \"%s\" is saved by a dropped role (OID %u) in this database",
+						pool->name, saved->owner),
+				 errhint("Choose another name, or ask its owner or a superuser to delete it from dynbgw_pool_definitions.")));
+	}
+
+	values[0] = CStringGetTextDatum(pool->name);
+	values[1] = ObjectIdGetDatum(GetUserId());
+	values[2] = Int32GetDatum(pool->size);
+	/* No database named: this one, wherever the data goes. */
+	values[3] = ObjectIdGetDatum(pool->dboid);
+	nulls[3] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[4] = ObjectIdGetDatum(pool->roleoid);
+	values[5] = Int32GetDatum(pool->queue_size);
+	if (dynbgw_definitions_execute(fcinfo, true,
+								   "INSERT INTO %s AS d (name, owner, size, database, role, queue_size) "
+								   "VALUES ($1, $2, $3, $4, $5, $6) "
+								   "ON CONFLICT (name) DO UPDATE SET owner = $2, size = $3, database = $4, role = $5, queue_size = $6, saved_at = pg_catalog.now()",
+								   6, argtypes, values, nulls) != 1)
+		elog(ERROR, "could not save the definition of dynbgw pool \"%s\"",
+			 pool->name);
+}
+
+/* Delete a pool's saved definition, if the current role may. */
+void
+dynbgw_persist_pool_forget(FunctionCallInfo fcinfo, const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	if (dynbgw_definitions_execute(fcinfo, true,
+								   "DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+								   1, argtypes, values, NULL) == 0)
+		ereport(NOTICE,
+				(errmsg("no saved definition of dynbgw pool \"%s\" in database \"%s\"",
+						name, get_database_name(MyDatabaseId)),
+				 errdetail("Pools are saved in the database they were made from, and each role may forget only its own.")));
 }
 
 /*
@@ -411,16 +602,24 @@ dynbgw_definitions_guard(PG_FUNCTION_ARGS)
 
 		if (isnull || DatumGetObjectId(owner) != me)
 		{
-			bool		n_isnull;
-			Datum		n = heap_getattr(old, get_attnum(RelationGetRelid(rel), "n"),
-										 RelationGetDescr(rel), &n_isnull);
 			char	   *name = isnull ? NULL :
 				GetUserNameFromId(DatumGetObjectId(owner), true);
+			AttrNumber	n_att = get_attnum(RelationGetRelid(rel), "n");
+			AttrNumber	name_att = get_attnum(RelationGetRelid(rel), "name");
+			bool		key_isnull = true;
+			Datum		key = 0;
 
+			/* Saved workers have a number, saved pools a name. */
+			if (n_att != InvalidAttrNumber || name_att != InvalidAttrNumber)
+				key = heap_getattr(old, n_att != InvalidAttrNumber ? n_att : name_att,
+								   RelationGetDescr(rel), &key_isnull);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 n_att != InvalidAttrNumber ?
 					 errmsg("permission denied to change the saved definition of dynbgw worker %d",
-							n_isnull ? 0 : DatumGetInt32(n)),
+							key_isnull ? 0 : DatumGetInt32(key)) :
+					 errmsg("permission denied to change the saved definition of dynbgw pool \"%s\"",
+							key_isnull ? "" : TextDatumGetCString(key)),
 					 name ?
 					 errdetail("It is owned by role \"%s\"; only that role and superusers may change it.",
 							   name) :

@@ -129,11 +129,13 @@ dynbgw_pool_same(const DynbgwPoolInfo *a, const DynbgwPoolInfo *b)
 }
 
 /*
- * dynbgw_pool_create(name, size, database, role, queue_size) returns void
+ * dynbgw_pool_create(name, size, database, role, queue_size, persist)
+ * returns void
  *
  * Start a pool of size workers connected to database as role, taking the
- * tasks submitted to it, of which queue_size may wait.  The same pool
- * again is a notice; another of the same name, an error.
+ * tasks submitted to it, of which queue_size may wait, and save it for
+ * dynbgw_restore() if persist.  The same pool again is a notice; another
+ * of the same name, an error.
  */
 Datum
 dynbgw_pool_create(PG_FUNCTION_ARGS)
@@ -144,6 +146,7 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	DynbgwPoolInfo asked;
 	DynbgwQueueStatus status;
 	uint64		id;
+	bool		persist = !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 
 	memset(&pool, 0, sizeof(pool));
 	strlcpy(pool.name, dynbgw_pool_name_arg(fcinfo, 0), NAMEDATALEN);
@@ -183,6 +186,8 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("dynbgw pool \"%s\" already exists, skipping",
 						pool.name)));
+		if (persist)
+			dynbgw_persist_pool_save(fcinfo, &asked);
 		PG_RETURN_VOID();
 	}
 	if (status == DYNBGW_QUEUE_EXISTS)
@@ -209,6 +214,10 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_pool_create_failed, UInt64GetDatum(id));
 	{
 		int			n = reg->capacity + 1;
+
+		/* Saved first: a pool that cannot be saved is not made. */
+		if (persist)
+			dynbgw_persist_pool_save(fcinfo, &pool);
 
 		for (int i = 0; i < pool.size; i++)
 		{
@@ -248,24 +257,28 @@ dynbgw_pool_check_may_drop(const DynbgwPoolInfo *pool)
 }
 
 /*
- * dynbgw_pool_drop(name, timeout) returns boolean
+ * dynbgw_pool_drop(name, timeout, forget) returns boolean
  *
  * Stop the pool's workers, waiting for them for at most timeout; the tasks
- * that wait end as stopped, and those that run are stopped with them.
- * False, with a warning, if a worker had not gone by then (a call again
- * finishes the drop), or, with a notice, if there is no such pool.
+ * that wait end as stopped, and those that run are stopped with them.  Its
+ * saved definition is deleted if forget.  False, with a warning, if a
+ * worker had not gone by then (a call again finishes the drop), or, with a
+ * notice, if there is no such pool.
  */
 Datum
 dynbgw_pool_drop(PG_FUNCTION_ARGS)
 {
 	char	   *name = dynbgw_pool_name_arg(fcinfo, 0);
 	int64		timeout_us = dynbgw_interval_arg(fcinfo, 1, "timeout");
+	bool		forget = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
 	DynbgwPoolInfo pool;
 
 	if (!dynbgw_pool_get(name, 0, &pool))
 	{
 		ereport(NOTICE,
 				(errmsg("dynbgw pool \"%s\" does not exist, skipping", name)));
+		if (forget)
+			dynbgw_persist_pool_forget(fcinfo, name);
 		PG_RETURN_BOOL(false);
 	}
 	dynbgw_pool_check_may_drop(&pool);
@@ -277,6 +290,8 @@ dynbgw_pool_drop(PG_FUNCTION_ARGS)
 				 errhint("The pool takes no more tasks; drop it again to wait for them.")));
 		PG_RETURN_BOOL(false);
 	}
+	if (forget)
+		dynbgw_persist_pool_forget(fcinfo, name);
 	PG_RETURN_BOOL(true);
 }
 

@@ -7,10 +7,12 @@
  * dynbgw_restore() launches the saved definitions of its database that the
  * caller may act for (all for a superuser; otherwise those of roles it may
  * SET ROLE to), each as its owner, so that the owner's authority as it is
- * now decides.  Worker numbers are server-wide and definitions are per
- * database, so a number held by anything but this very definition is
- * reported, never taken for it.  Nothing here runs SQL: the table is read
- * in C and dynbgw_launch is called through fmgr, so a superuser's restore
+ * now decides, and makes its saved pools that do not exist, likewise.
+ * Worker numbers and pool names are server-wide and definitions are per
+ * database, so a number held by anything but this very definition, or a
+ * pool of the name that is another, is reported, never taken for it.
+ * Nothing here runs SQL: the tables are read in C and dynbgw_launch and
+ * dynbgw_pool_create are called through fmgr, so a superuser's restore
  * runs nothing that a search_path or a database owner's settings could
  * redirect.
  *
@@ -80,13 +82,17 @@ char	   *dynbgw_restore_databases = NULL;
 /* How long the launcher sleeps between looks at a restore worker. */
 #define DYNBGW_RESTORE_POLL_MS	1000
 
-/* What became of one saved definition. */
+/* What became of one saved definition, or of a saved pool's worker. */
 typedef struct DynbgwRestored
 {
-	int			n;
+	int			n;				/* 0: a saved pool that did not start */
 	int			pid;			/* 0: none */
 	char	   *error;			/* NULL: launched, or already running */
+	const char *pool;			/* NULL: a saved worker */
 } DynbgwRestored;
+
+/* dynbgw_pool_create's arguments, in the order of version 1.4's definition. */
+#define DYNBGW_POOL_CREATE_NARGS 6
 
 /* The schema of an extension, read from pg_extension. */
 Oid
@@ -251,54 +257,70 @@ dynbgw_restore_args(FunctionCallInfo fc, const DynbgwSaved *row)
 	fc->args[12].isnull = false;
 }
 
-/* Launch one saved definition as its owner; its PID, or 0 if it has none. */
-static int
-dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
+/*
+ * Call fc, to act on a saved definition (what, of table) whose row owner
+ * wrote, as that role, once the row can be trusted: its owner exists, and
+ * wrote it, as far as the table's owner could have not.  fc's function
+ * must be one the owner may call.
+ */
+static Datum
+dynbgw_call_as_owner(FunctionCallInfo fc, Oid owner, Oid table_owner,
+					 const char *what, const char *table)
 {
-	FmgrInfo	flinfo;
 	Oid			saved_userid;
 	int			saved_sec_context;
 	Datum		result;
 	AclResult	aclresult;
 
-	LOCAL_FCINFO(fc, DYNBGW_LAUNCH_NARGS);
-
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row->owner)))
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role that saved dynbgw worker %d was dropped",
-						row->n)));
+				 errmsg("the role that saved %s was dropped", what)));
 
 	/*
 	 * The table's owner may disable its guard and write rows in any name:
 	 * from a table a non-superuser owns, only that role's rows are its own.
 	 */
-	if (row->owner != row->table_owner && !superuser_arg(row->table_owner))
+	if (owner != table_owner && !superuser_arg(table_owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("the saved definition of dynbgw worker %d cannot be trusted",
-						row->n),
-				 errdetail("Table \"dynbgw_definitions\" is owned by role \"%s\", which may write rows in any role's name.",
-						   GetUserNameFromId(row->table_owner, false)),
-				 errhint("Give the table back to a superuser: ALTER TABLE dynbgw_definitions OWNER TO ...")));
-	aclresult = object_aclcheck(ProcedureRelationId, launch_oid, row->owner,
+				 errmsg("the saved definition of %s cannot be trusted", what),
+				 errdetail("Table \"%s\" is owned by role \"%s\", which may write rows in any role's name.",
+						   table, GetUserNameFromId(table_owner, false)),
+				 errhint("Give the table back to a superuser: ALTER TABLE %s OWNER TO ...",
+						 table)));
+	aclresult = object_aclcheck(ProcedureRelationId, fc->flinfo->fn_oid, owner,
 								ACL_EXECUTE);
 	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FUNCTION, "dynbgw_launch");
+		aclcheck_error(aclresult, OBJECT_FUNCTION,
+					   get_func_name(fc->flinfo->fn_oid));
+
+	/* As the owner, as PostgreSQL runs work on another role's behalf. */
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	SetUserIdAndSecContext(owner,
+						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	result = FunctionCallInvoke(fc);
+	SetUserIdAndSecContext(saved_userid, saved_sec_context);
+	return result;
+}
+
+/* Launch one saved definition as its owner; its PID, or 0 if it has none. */
+static int
+dynbgw_restore_one(Oid launch_oid, const DynbgwSaved *row)
+{
+	FmgrInfo	flinfo;
+	Datum		result;
+
+	LOCAL_FCINFO(fc, DYNBGW_LAUNCH_NARGS);
 
 	fmgr_info(launch_oid, &flinfo);
 	InitFunctionCallInfoData(*fc, &flinfo, flinfo.fn_nargs, InvalidOid,
 							 NULL, NULL);
 	dynbgw_restore_args(fc, row);
-
-	/* As the owner, as PostgreSQL runs work on another role's behalf. */
-	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-	SetUserIdAndSecContext(row->owner,
-						   saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	result = FunctionCallInvoke(fc);
-	SetUserIdAndSecContext(saved_userid, saved_sec_context);
-
+	result = dynbgw_call_as_owner(fc, row->owner, row->table_owner,
+								  psprintf("dynbgw worker %d", row->n),
+								  "dynbgw_definitions");
 	return fc->isnull ? 0 : DatumGetInt32(result);
 }
 
@@ -323,33 +345,211 @@ dynbgw_restore_timeout_handler(void)
 
 /* One saved definition, unless this very definition holds its number. */
 static void
-dynbgw_restore_row(Oid launch_oid, const DynbgwSaved *row, DynbgwRestored *r)
+dynbgw_restore_row(Oid launch_oid, const void *saved, DynbgwRestored *r)
 {
+	const DynbgwSaved *row = saved;
 	Oid			dboid = OidIsValid(row->database) ? row->database : MyDatabaseId;
 
 	r->error = dynbgw_holder(row, dboid, &r->pid);
 	if (r->error != NULL || r->pid != 0)
 		return;
-	enable_timeout_after(restore_timeout_id, DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS);
 	r->pid = dynbgw_restore_one(launch_oid, row);
-	disable_timeout(restore_timeout_id, false);
-	/* Fired just as the launch returned: nothing left to cancel. */
-	if (restore_timed_out)
-		QueryCancelPending = false;
 }
 
 /*
- * Restore the saved definitions of the extension in this schema that the
- * current role may act for: a list of DynbgwRestored, ordered by n.  One
- * failure does not stop the others, but as PL/pgSQL's WHEN OTHERS, a
- * cancel is never caught.
+ * The extension's dynbgw_pool_create in its schema, as dynbgw_launch_oid()
+ * finds dynbgw_launch.
+ */
+static Oid
+dynbgw_pool_create_oid(Oid extoid, Oid schema)
+{
+	static const Oid argtypes[DYNBGW_POOL_CREATE_NARGS] = {
+		TEXTOID, INT4OID, NAMEOID, NAMEOID, INT4OID, BOOLOID
+	};
+	List	   *name = list_make2(makeString(get_namespace_name(schema)),
+								  makeString("dynbgw_pool_create"));
+	Oid			funcoid = LookupFuncName(name, DYNBGW_POOL_CREATE_NARGS,
+										 argtypes, true);
+
+	if (!OidIsValid(funcoid) ||
+		getExtensionOfObject(ProcedureRelationId, funcoid) != extoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function dynbgw_pool_create of the dynbgw extension does not exist")));
+	return funcoid;
+}
+
+/* A name argument of fc, or NULL when the object is implied. */
+static void
+dynbgw_name_arg_of(FunctionCallInfo fc, int argno, const char *name)
+{
+	fc->args[argno].isnull = name == NULL;
+	if (name != NULL)
+		fc->args[argno].value = DirectFunctionCall1(namein,
+													CStringGetDatum(name));
+}
+
+/*
+ * One saved pool, made as its owner, unless a pool of its name exists: the
+ * same one, which is left alone, or another, which is reported.
+ */
+static void
+dynbgw_restore_pool(Oid create_oid, const void *saved, DynbgwRestored *r)
+{
+	const DynbgwSavedPool *row = saved;
+	Oid			dboid = OidIsValid(row->database) ? row->database : MyDatabaseId;
+	char	   *what = psprintf("dynbgw pool \"%s\"", row->name);
+	DynbgwPoolInfo pool;
+	FmgrInfo	flinfo;
+
+	LOCAL_FCINFO(fc, DYNBGW_POOL_CREATE_NARGS);
+
+	if (dynbgw_pool_get(row->name, 0, &pool))
+	{
+		if (pool.owner != row->owner || pool.roleoid != row->role ||
+			pool.dboid != dboid || pool.size != row->size ||
+			pool.queue_size != row->queue_size || pool.dropping || pool.failed)
+			r->error = psprintf("%s exists, but is not this saved pool", what);
+		return;
+	}
+
+	fmgr_info(create_oid, &flinfo);
+	InitFunctionCallInfoData(*fc, &flinfo, DYNBGW_POOL_CREATE_NARGS,
+							 InvalidOid, NULL, NULL);
+	fc->args[0].value = CStringGetTextDatum(row->name);
+	fc->args[1].value = Int32GetDatum(row->size);
+	fc->args[4].value = Int32GetDatum(row->queue_size);
+	fc->args[5].value = BoolGetDatum(false);
+	fc->args[0].isnull = fc->args[1].isnull = false;
+	fc->args[4].isnull = fc->args[5].isnull = false;
+	if (OidIsValid(row->database))
+	{
+		char	   *name = get_database_name(row->database);
+
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("the database of %s was dropped", what)));
+		dynbgw_name_arg_of(fc, 2, name);
+	}
+	else
+		dynbgw_name_arg_of(fc, 2, NULL);
+	if (row->role != row->owner)
+	{
+		char	   *name = GetUserNameFromId(row->role, true);
+
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the role that %s runs as was dropped", what)));
+		dynbgw_name_arg_of(fc, 3, name);
+	}
+	else
+		dynbgw_name_arg_of(fc, 3, NULL);
+	(void) dynbgw_call_as_owner(fc, row->owner, row->table_owner, what,
+								"dynbgw_pool_definitions");
+}
+
+/* The workers of a pool that was restored, or was there already. */
+static List *
+dynbgw_restored_pool_workers(const DynbgwPoolInfo *pool)
+{
+	int			capacity = dynbgw_registry()->capacity;
+	int		   *numbers = palloc(capacity * sizeof(int));
+	uint64	   *generations = palloc(capacity * sizeof(uint64));
+	int			count = dynbgw_slot_pool_workers(pool->id, numbers, generations);
+	List	   *rows = NIL;
+
+	for (int i = 0; i < count; i++)
+	{
+		DynbgwRestored *r = palloc0(sizeof(DynbgwRestored));
+		DynbgwOccupant occupant;
+
+		dynbgw_slot_look(numbers[i], &occupant);
+		r->n = numbers[i];
+		r->pid = occupant.generation == generations[i] ? occupant.pid : 0;
+		r->pool = pstrdup(pool->name);
+		rows = lappend(rows, r);
+	}
+	return rows;
+}
+
+/*
+ * Restore one saved definition or pool (restore: how), in a subtransaction
+ * and within DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS, so that its failure, kept in
+ * r->error, does not stop the others.  As PL/pgSQL's WHEN OTHERS, a cancel
+ * of the call is never caught.
+ */
+static void
+dynbgw_restore_guarded(void (*restore) (Oid, const void *, DynbgwRestored *),
+					   Oid funcoid, const void *saved, const char *what,
+					   DynbgwRestored *r)
+{
+	MemoryContext callcontext = CurrentMemoryContext;
+	ResourceOwner callowner = CurrentResourceOwner;
+	Oid			saved_userid;
+	int			saved_sec_context;
+
+	GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
+	restore_timed_out = false;
+	dynbgw_launch_was_stopped = false;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callcontext);
+	PG_TRY();
+	{
+		enable_timeout_after(restore_timeout_id,
+							 DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS);
+		restore(funcoid, saved, r);
+		disable_timeout(restore_timeout_id, false);
+		/* Fired just as the launch returned: nothing left to cancel. */
+		if (restore_timed_out)
+			QueryCancelPending = false;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callcontext);
+		CurrentResourceOwner = callowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(restore_timeout_id, false);
+		MemoryContextSwitchTo(callcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		SetUserIdAndSecContext(saved_userid, saved_sec_context);
+		MemoryContextSwitchTo(callcontext);
+		CurrentResourceOwner = callowner;
+
+		/*
+		 * 57014 is also what a launch says when its worker was stopped, and
+		 * what our own deadline raises; only a cancel of the call ends the
+		 * call.
+		 */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			!restore_timed_out && !dynbgw_launch_was_stopped)
+			ReThrowError(edata);
+		r->pid = 0;
+		r->error = restore_timed_out ?
+			psprintf("%s did not start within %d seconds", what,
+					 DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS / 1000) :
+			edata->message;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Restore the saved definitions and pools of the extension in this schema
+ * that the current role may act for: a list of DynbgwRestored, the
+ * workers ordered by n, then each pool's workers, from the highest number.
  */
 static List *
 dynbgw_restore_rows(Oid extoid, Oid schema)
 {
-	MemoryContext callcontext = CurrentMemoryContext;
-	ResourceOwner callowner = CurrentResourceOwner;
 	Oid			launch_oid = dynbgw_launch_oid(extoid, schema, false);
+	List	   *pools = dynbgw_saved_pools_read(schema);
+	Oid			create_oid = pools != NIL ?
+		dynbgw_pool_create_oid(extoid, schema) : InvalidOid;
 	List	   *restored = NIL;
 	ListCell   *lc;
 
@@ -361,65 +561,44 @@ dynbgw_restore_rows(Oid extoid, Oid schema)
 	{
 		DynbgwSaved *row = lfirst(lc);
 		DynbgwRestored *r = palloc0(sizeof(DynbgwRestored));
-		Oid			saved_userid;
-		int			saved_sec_context;
 
 		if (!superuser() && !member_can_set_role(GetUserId(), row->owner))
 			continue;
 		r->n = row->n;
 		restored = lappend(restored, r);
+		dynbgw_restore_guarded(dynbgw_restore_row, launch_oid, row,
+							   psprintf("dynbgw worker %d", row->n), r);
+	}
 
-		GetUserIdAndSecContext(&saved_userid, &saved_sec_context);
-		restore_timed_out = false;
-		dynbgw_launch_was_stopped = false;
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(callcontext);
-		PG_TRY();
-		{
-			dynbgw_restore_row(launch_oid, row, r);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(callcontext);
-			CurrentResourceOwner = callowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
+	foreach(lc, pools)
+	{
+		DynbgwSavedPool *row = lfirst(lc);
+		DynbgwRestored *r = palloc0(sizeof(DynbgwRestored));
+		DynbgwPoolInfo pool;
 
-			disable_timeout(restore_timeout_id, false);
-			MemoryContextSwitchTo(callcontext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			SetUserIdAndSecContext(saved_userid, saved_sec_context);
-			MemoryContextSwitchTo(callcontext);
-			CurrentResourceOwner = callowner;
-
-			/*
-			 * 57014 is also what a launch says when its worker was stopped,
-			 * and what our own deadline raises; only a cancel of the call
-			 * ends the call.
-			 */
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
-				!restore_timed_out && !dynbgw_launch_was_stopped)
-				ReThrowError(edata);
-			r->pid = 0;
-			r->error = restore_timed_out ?
-				psprintf("dynbgw worker %d did not start within %d seconds",
-						 r->n, DYNBGW_RESTORE_LAUNCH_TIMEOUT_MS / 1000) :
-				edata->message;
-		}
-		PG_END_TRY();
+		if (!superuser() && !member_can_set_role(GetUserId(), row->owner))
+			continue;
+		r->pool = row->name;
+		dynbgw_restore_guarded(dynbgw_restore_pool, create_oid, row,
+							   psprintf("dynbgw pool \"%s\"", row->name), r);
+		if (r->error == NULL && dynbgw_pool_get(row->name, 0, &pool))
+			restored = list_concat(restored,
+								   dynbgw_restored_pool_workers(&pool));
+		else
+			restored = lappend(restored, r);
 	}
 	return restored;
 }
 
 /*
- * dynbgw_restore() returns setof (n integer, pid integer, error text)
+ * dynbgw_restore() returns setof (n integer, pid integer, error text,
+ *								  pool text)
  *
  * One row per saved definition of this database that the caller may act
  * for: the PID of the worker that runs it (launched now, or already
  * running), NULL while it waits to be restarted, or the error that kept it
- * from launching.
+ * from launching; then one row per worker of each saved pool, made now or
+ * already there, or one with the error that kept the pool from being made.
  */
 Datum
 dynbgw_restore(PG_FUNCTION_ARGS)
@@ -432,11 +611,14 @@ dynbgw_restore(PG_FUNCTION_ARGS)
 									get_func_namespace(fcinfo->flinfo->fn_oid)))
 	{
 		DynbgwRestored *r = lfirst(lc);
-		Datum		values[3] = {Int32GetDatum(r->n), Int32GetDatum(r->pid), 0};
-		bool		nulls[3] = {false, r->pid == 0, r->error == NULL};
+		Datum		values[4] = {Int32GetDatum(r->n), Int32GetDatum(r->pid), 0, 0};
+		bool		nulls[4] = {r->n == 0, r->pid == 0, r->error == NULL,
+		r->pool == NULL};
 
 		if (r->error != NULL)
 			values[2] = CStringGetTextDatum(r->error);
+		if (r->pool != NULL)
+			values[3] = CStringGetTextDatum(r->pool);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -648,7 +830,15 @@ dynbgw_restore_database_main(Datum main_arg)
 		{
 			DynbgwRestored *r = lfirst(lc);
 
-			if (r->error != NULL)
+			if (r->pool != NULL && r->error != NULL)
+				ereport(LOG,
+						(errmsg("dynbgw pool \"%s\" of database \"%s\" was not restored: %s",
+								r->pool, dbname, r->error)));
+			else if (r->pool != NULL)
+				ereport(LOG,
+						(errmsg("dynbgw worker %d of pool \"%s\" of database \"%s\" restored, PID %d",
+								r->n, r->pool, dbname, r->pid)));
+			else if (r->error != NULL)
 				ereport(LOG,
 						(errmsg("dynbgw worker %d of database \"%s\" was not restored: %s",
 								r->n, dbname, r->error)));

@@ -45,6 +45,7 @@ PG_FUNCTION_INFO_V1(dynbgw_drop_result);
 PG_FUNCTION_INFO_V1(dynbgw_results);
 PG_FUNCTION_INFO_V1(dynbgw_task_result);
 PG_FUNCTION_INFO_V1(dynbgw_task_result_json);
+PG_FUNCTION_INFO_V1(dynbgw_drop_task_result);
 
 /* Columns of version 1.4; those of an earlier one come first. */
 #define DYNBGW_RESULTS_COLS 9
@@ -555,6 +556,34 @@ dynbgw_task_result_json(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Drop the result kept under key, freeing its memory.  False, with a
+ * notice, if there is none.
+ */
+static bool
+dynbgw_drop_key(const DynbgwResultKey *key)
+{
+	char	   *what = key->task == 0 ?
+		psprintf("dynbgw worker %d", key->n) :
+		psprintf("dynbgw task " UINT64_FORMAT, key->task);
+	DynbgwResultInfo info;
+
+	for (;;)
+	{
+		if (!dynbgw_result_get(key, 0, &info, NULL, 0))
+		{
+			ereport(NOTICE,
+					(errmsg("%s has no result", what)));
+			return false;
+		}
+		dynbgw_result_check_access(what, &info, false);
+		/* Only what was checked: a result kept meanwhile is checked anew. */
+		if (dynbgw_result_drop(key, 0, info.version))
+			return true;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * dynbgw_drop_result(n) returns boolean
  *
  * Drop the result worker n kept, freeing its memory.  False, with a notice,
@@ -563,25 +592,22 @@ dynbgw_task_result_json(PG_FUNCTION_ARGS)
 Datum
 dynbgw_drop_result(PG_FUNCTION_ARGS)
 {
-	int			n = dynbgw_number_arg(fcinfo, 0, false);
-	DynbgwResultKey key = {n, 0};
-	DynbgwResultInfo info;
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, false);
 
-	for (;;)
-	{
-		if (!dynbgw_result_get(&key, 0, &info, NULL, 0))
-		{
-			ereport(NOTICE,
-					(errmsg("dynbgw worker %d has no result", n)));
-			PG_RETURN_BOOL(false);
-		}
-		dynbgw_result_check_access(psprintf("dynbgw worker %d", n), &info,
-								   false);
-		/* Only what was checked: a result kept meanwhile is checked anew. */
-		if (dynbgw_result_drop(&key, 0, info.version))
-			PG_RETURN_BOOL(true);
-		CHECK_FOR_INTERRUPTS();
-	}
+	PG_RETURN_BOOL(dynbgw_drop_key(&key));
+}
+
+/*
+ * dynbgw_drop_task_result(id) returns boolean
+ *
+ * Drop the result task id kept, before its record leaves the history.
+ */
+Datum
+dynbgw_drop_task_result(PG_FUNCTION_ARGS)
+{
+	DynbgwResultKey key = dynbgw_result_key_arg(fcinfo, true);
+
+	PG_RETURN_BOOL(dynbgw_drop_key(&key));
 }
 
 /*

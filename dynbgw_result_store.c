@@ -198,7 +198,7 @@ dynbgw_result_stage(const DynbgwResultInfo *info, const char *data)
 						dynbgw_max_total_result_size),
 				 errdetail("Other results take " UINT64_FORMAT " bytes, and this one has %zu.",
 						   total, info->size),
-				 errhint("Drop results that are no longer needed with dynbgw_drop_result(), or raise \"dynbgw.max_total_result_size\".")));
+				 errhint("Drop results that are no longer needed with dynbgw_drop_result() or dynbgw_drop_task_result(), or raise \"dynbgw.max_total_result_size\".")));
 
 	/* From here on, dynbgw_result_unstage() gives the room back. */
 	staged_info = *info;

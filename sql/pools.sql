@@ -17,6 +17,17 @@ CREATE ROLE regress_dynbgw_pool_alt ROLE regress_dynbgw_pool_owner;
 GRANT dynbgw_user TO regress_dynbgw_pool_owner, regress_dynbgw_pool_other;
 GRANT CREATE ON SCHEMA public TO regress_dynbgw_pool_owner;
 
+-- Errors that name a task, with its id (which differs at each run) out.
+CREATE FUNCTION pool_error(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, 'task \d+', 'task N');
+END
+$$;
+
 -- Bad input: each a clear error, and nothing made.
 SELECT dynbgw_pool_create('regress_p', 0);
 \echo :LAST_ERROR_SQLSTATE
@@ -74,7 +85,9 @@ SELECT dynbgw_submit('regress_p', 'SELECT 1', wait_for_slot => '10 ms');
 -- A waiting task cancelled ends at once; cancelling again says it ended.
 SELECT dynbgw_cancel_task(:c);
 SELECT state, outcome, started IS NULL AS never_started FROM dynbgw_wait_task(:c, '0');
+SET client_min_messages = warning;
 SELECT dynbgw_cancel_task(:c);
+RESET client_min_messages;
 RESET ROLE;
 SELECT pg_advisory_unlock(4242);
 SELECT outcome, result FROM dynbgw_wait_task(:a, '30 s');
@@ -107,10 +120,9 @@ SELECT dynbgw_submit('regress_p', NULL);
 -- was; a subtransaction rolled back takes its tasks with it.
 BEGIN;
 SELECT dynbgw_submit('regress_p', $$INSERT INTO regress_pool_log (task) VALUES ('rolled back')$$) AS gone \gset
-SELECT * FROM dynbgw_wait_task(:gone);
+SELECT pool_error('SELECT dynbgw_wait_task(' || :gone || ')');
 ROLLBACK;
-SELECT * FROM dynbgw_wait_task(:gone, '0');
-\echo :LAST_ERROR_SQLSTATE
+SELECT pool_error('SELECT dynbgw_wait_task(' || :gone || ', ''0'')');
 BEGIN;
 SELECT dynbgw_submit('regress_p', $$INSERT INTO regress_pool_log (task) VALUES ('committed')$$) AS kept \gset
 SAVEPOINT s;
@@ -119,8 +131,7 @@ ROLLBACK TO s;
 SELECT count(*) AS visible_before_commit FROM dynbgw_tasks WHERE id IN (:kept, :undone);
 COMMIT;
 SELECT outcome FROM dynbgw_wait_task(:kept, '30 s');
-SELECT * FROM dynbgw_wait_task(:undone, '0');
-\echo :LAST_ERROR_SQLSTATE
+SELECT pool_error('SELECT dynbgw_wait_task(' || :undone || ', ''0'')');
 SELECT task FROM regress_pool_log WHERE task NOT IN ('a', 'b') ORDER BY at;
 
 -- Each task starts clean: what one sets, the next does not see.
@@ -139,6 +150,10 @@ SELECT * FROM dynbgw_task_result(:clean)
   AS (who name, work_mem text, search_path text, prepared bigint, no_temp boolean);
 SELECT * FROM dynbgw_task_result_json(:clean);
 SELECT n IS NULL AS no_number, rows FROM dynbgw_results WHERE task = :clean;
+SELECT dynbgw_drop_task_result(:clean) AS dropped;
+SELECT count(*) AS kept FROM dynbgw_results;
+SELECT dynbgw_submit('regress_p', 'SELECT 1 AS one', keep_result => true) AS clean \gset
+SELECT outcome FROM dynbgw_wait_task(:clean, '30 s');
 RESET ROLE;
 
 -- Who submits, sees, cancels and reads: a member of the pool's role may;
@@ -149,15 +164,32 @@ SELECT count(*) > 0 AS reads FROM dynbgw_task_result_json(:clean);
 SET ROLE regress_dynbgw_pool_other;
 SELECT dynbgw_submit('regress_p', 'SELECT 1');
 \echo :LAST_ERROR_SQLSTATE
-SELECT * FROM dynbgw_task_result_json(:clean);
-\echo :LAST_ERROR_SQLSTATE
+SELECT pool_error('SELECT dynbgw_task_result_json(' || :clean || ')');
 SELECT id = :clean AS its_task, pool, state, role, submitted_by, outcome, result
   FROM dynbgw_tasks WHERE id = :clean;
 SELECT queued FROM dynbgw_pools;
-SELECT dynbgw_cancel_task(:clean);
-\echo :LAST_ERROR_SQLSTATE
+SELECT pool_error('SELECT dynbgw_cancel_task(' || :clean || ')');
 SELECT dynbgw_pool_drop('regress_p');
 \echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+-- Saved, a pool is made again by dynbgw_restore(), as the role that saved
+-- it; others do not see the row.  A restore again finds it there.
+SET ROLE regress_dynbgw_pool_owner;
+SELECT dynbgw_pool_create('regress_saved', 1, queue_size => 5, persist => true);
+SELECT name, owner, size, database IS NULL AS this_database, role, queue_size
+  FROM dynbgw_pool_definitions;
+SELECT * FROM dynbgw_dump_definitions();
+SELECT dynbgw_pool_drop('regress_saved');
+SELECT n = 7 AS its_number, pid IS NOT NULL AS running, error, pool FROM dynbgw_restore();
+SELECT n = 7 AS its_number, pid IS NOT NULL AS running, error, pool FROM dynbgw_restore();
+SELECT name, size, queue_size FROM dynbgw_pools WHERE name = 'regress_saved';
+SET ROLE regress_dynbgw_pool_other;
+SELECT count(*) AS others_see FROM dynbgw_pool_definitions;
+SELECT * FROM dynbgw_restore();
+SET ROLE regress_dynbgw_pool_owner;
+SELECT dynbgw_pool_drop('regress_saved', forget => true);
+SELECT count(*) AS saved FROM dynbgw_pool_definitions;
 RESET ROLE;
 
 -- Dropped, the pool's workers are gone, and it takes no more tasks; its
@@ -173,6 +205,7 @@ SELECT outcome, count(*) FROM dynbgw_tasks WHERE pool = 'regress_p' GROUP BY 1 O
 RESET ROLE;
 
 DROP TABLE regress_pool_log;
+DROP FUNCTION pool_error(text);
 REVOKE CREATE ON SCHEMA public FROM regress_dynbgw_pool_owner;
 DROP ROLE regress_dynbgw_pool_member, regress_dynbgw_pool_other,
     regress_dynbgw_pool_alt, regress_dynbgw_pool_owner;

@@ -4,7 +4,7 @@
 # Upgrades are the users': ALTER EXTENSION dynbgw UPDATE keeps every grant
 # a DBA made and never ends a running worker.
 #
-# - From 1.0, through 1.1, 1.1.1 and 1.2, to 1.3: direct EXECUTE grants on dynbgw_launch
+# - From 1.0, through 1.1, 1.1.1, 1.2 and 1.3, to 1.4: direct EXECUTE grants on dynbgw_launch
 #   and dynbgw_stop, a revoke from dynbgw_user and a revoke from PUBLIC on
 #   dynbgw_workers survive the functions and views made anew; workers
 #   launched under a direct grant and under dynbgw_user keep running;
@@ -23,6 +23,9 @@
 # - From 1.2 to 1.3: the same for dynbgw_launch and dynbgw_workers, made
 #   anew; saved rows gain keep_result; the worker runs on; a launch after
 #   the update keeps its result.
+# - From 1.3 to 1.4: the same for dynbgw_workers, dynbgw_results and
+#   dynbgw_restore, made anew; the worker runs on; pools can be made,
+#   saved, dumped and restored after the update.
 # - A user's view on the function dynbgw_workers() itself blocks the update
 #   with the plain dependency error and leaves 1.1.1 whole; dropped and made
 #   again around the update, in one transaction, it lets the update through.
@@ -46,7 +49,7 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 16");
 $node->start;
 
 ###########################################################################
-# 1. 1.0 -> 1.1 -> 1.3 with a DBA's grants and running workers.
+# 1. 1.0 -> 1.1 -> 1.4 with a DBA's grants and running workers.
 ###########################################################################
 
 $node->safe_psql('postgres', q{
@@ -79,7 +82,7 @@ $node->safe_psql('postgres', q{
 	GRANT SELECT ON run_ends TO alice;});
 $node->safe_psql('postgres', 'ALTER EXTENSION dynbgw UPDATE');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.3', 'updated to 1.3');
+	'1.4', 'updated to 1.4');
 
 my $launch = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval, boolean)';
 my $launch_12 = 'dynbgw_launch(integer, text, interval, name, name, bigint, interval, text, interval, interval, text, text, boolean, integer, interval)';
@@ -98,11 +101,11 @@ is($node->safe_psql('postgres', qq{
 my $workers_columns = 'n,pid,kind,state,database,role,command,naptime,runs,failures,'
   . 'last_error,launched_at,launched_by_pid,last_started,last_finished,'
   . 'last_duration,next_run,max_runs,restart,last_result,schedule,timezone,'
-  . 'last_trigger,retry,retry_delay,keep_result';
+  . 'last_trigger,retry,retry_delay,keep_result,pool';
 my $columns_sql = q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 	WHERE attrelid = '%s'::regclass AND attnum > 0 AND NOT attisdropped};
 is($node->safe_psql('postgres', sprintf($columns_sql, 'dynbgw_workers')),
-	$workers_columns, 'dynbgw_workers has its 26 columns in order');
+	$workers_columns, 'dynbgw_workers has its 27 columns in order');
 is($node->safe_psql('postgres', sprintf($columns_sql, 'all_workers')),
 	join(',', (split /,/, $workers_columns)[0 .. 18]),
 	'a user\'s SELECT * view of 1.0 keeps its 19 columns');
@@ -344,7 +347,8 @@ update_v111('1.3', qq{
 	       has_function_privilege('dave', 'dynbgw_result_json(integer)', 'EXECUTE')},
 	't|t|f|t|f|t|t');
 is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
-	$workers_columns, 'dynbgw_workers has its 26 columns in order');
+	join(',', (split /,/, $workers_columns)[0 .. 25]),
+	'dynbgw_workers has its 26 columns in order');
 is($node->safe_psql('v111', sprintf($columns_sql, 'all_workers')),
 	join(',', (split /,/, $workers_columns)[0 .. 21]),
 	'a user\'s SELECT * view of 1.1.1 still has its 22 columns');
@@ -372,6 +376,48 @@ is($node->safe_psql('v111', q{SET ROLE dave;
 	SELECT who FROM dynbgw_result(1) AS (who name)}), 'dave', 'which dave reads');
 is($node->safe_psql('v111', 'SELECT keep_result FROM dynbgw_definitions WHERE n = 1'),
 	't', 'and it is saved with keep_result');
+
+$node->safe_psql('v111', 'GRANT EXECUTE ON FUNCTION dynbgw_restore() TO dave');
+update_v111('1.4', qq{
+	SELECT has_function_privilege('dave', '$launch', 'EXECUTE'),
+	       has_function_privilege('dave', 'dynbgw_workers()', 'EXECUTE'),
+	       has_function_privilege('mon', 'dynbgw_workers()', 'EXECUTE'),
+	       has_table_privilege('dave', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('mon', 'dynbgw_workers', 'SELECT'),
+	       has_table_privilege('carol', 'worker_runs', 'SELECT'),
+	       has_function_privilege('dave', 'dynbgw_restore()', 'EXECUTE'),
+	       has_function_privilege('mon', 'dynbgw_results()', 'EXECUTE')},
+	't|t|f|t|f|t|t|t');
+is($node->safe_psql('v111', sprintf($columns_sql, 'dynbgw_workers')),
+	$workers_columns, 'dynbgw_workers has its 27 columns in order');
+is($node->safe_psql('v111', sprintf($columns_sql, 'all_workers')),
+	join(',', (split /,/, $workers_columns)[0 .. 21]),
+	'a user\'s SELECT * view of 1.1.1 still has its 22 columns');
+is($node->safe_psql('v111', q{SET ROLE dave; SELECT who FROM dynbgw_result(1) AS (who name)}),
+	'dave', 'the result kept before the update is read after it');
+# dave launches under direct grants: the DBA grants him the new functions.
+$node->safe_psql('v111', q{
+	GRANT EXECUTE ON FUNCTION dynbgw_pool_create(text, integer, name, name, integer, boolean) TO dave;
+	GRANT EXECUTE ON FUNCTION dynbgw_pool_drop(text, interval, boolean) TO dave;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON dynbgw_pool_definitions TO dave;
+	SET ROLE dave;
+	SELECT dynbgw_pool_create('dave_pool', 1, persist => true)});
+is($node->safe_psql('v111', q{SET ROLE dave;
+	SELECT outcome FROM dynbgw_wait_task(dynbgw_submit('dave_pool', 'INSERT INTO ticks VALUES (current_user)'), '60 s')}),
+	'succeeded', 'a pool made after the update runs a task');
+like($node->safe_psql('v111', 'SET ROLE dave; SELECT * FROM dynbgw_dump_definitions()'),
+	qr/SELECT dynbgw_pool_create\('dave_pool', 1, database => NULL, role => NULL, queue_size => 1000, persist => true\);/,
+	'and is dumped with the saved workers');
+$node->safe_psql('v111', q{SET ROLE dave; SELECT dynbgw_pool_drop('dave_pool')});
+is($node->safe_psql('v111', q{SET ROLE dave;
+	SELECT string_agg(coalesce(error, 'restored'), ',') FROM dynbgw_restore() WHERE pool = 'dave_pool'}),
+	'restored', 'and is restored');
+ok(IPC::Run::run([ 'pg_dump', '-s', '-d', $node->connstr('v111'), '-U', 'dave', '-T', 'ticks' ],
+		'>', \$v111_dump, '2>', \$v111_err),
+	'pg_dump -s as dave works after the update') or diag $v111_err;
+like($v111_dump, qr/REVOKE ALL ON FUNCTION public\.dynbgw_workers\(.*\) FROM PUBLIC;/,
+	'and carries the revoke on the new dynbgw_workers()');
+$node->safe_psql('v111', q{SET ROLE dave; SELECT dynbgw_pool_drop('dave_pool', forget => true)});
 $node->safe_psql('v111', 'SELECT dynbgw_stop(n => 1, forget => true)');
 
 ###########################################################################
@@ -443,7 +489,7 @@ $node->safe_psql('onfunc', q{
 	CREATE VIEW worker_numbers AS SELECT n FROM dynbgw_workers();
 	COMMIT;});
 is($node->safe_psql('onfunc', q{SELECT extversion FROM pg_extension WHERE extname = 'dynbgw'}),
-	'1.3', 'dropped and made again around it, the view lets the update through');
+	'1.4', 'dropped and made again around it, the view lets the update through');
 
 ###########################################################################
 # 6. A superuser made the extension and was demoted since; another
