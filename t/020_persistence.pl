@@ -5,7 +5,7 @@
 # keeps them in the table dynbgw_definitions of the launching database,
 # dynbgw_restore() launches them again, each as its owner with the owner's
 # authority as it is now, and with dynbgw preloaded a worker does that at
-# every start and crash-restart.
+# every start and crash-restart, for saved pools too.
 #
 # - Row security: each role sees and restores its own definitions only;
 #   superusers all of them.
@@ -230,6 +230,7 @@ $pre->safe_psql('postgres', 'CREATE EXTENSION dynbgw');
 like($pre->safe_psql('postgres',
 		q{SELECT dynbgw_launch(3, 'SELECT 1', naptime => '1 hour', persist => true)}),
 	qr/^\d+$/, 'worker 3 launched and persisted on a preloaded server');
+$pre->safe_psql('postgres', q{SELECT dynbgw_pool_create('saved', 2, persist => true)});
 # From the start on: a session that the shutdown ends may log a FATAL.
 $pre->stop;
 my $pre_offset = -s $pre->logfile;
@@ -241,6 +242,14 @@ unlike(slurp_file($pre->logfile, $pre_offset), qr/FATAL/, 'with no FATAL on the 
 ok($pre->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM dynbgw_workers WHERE n = 3 AND pid IS NOT NULL"),
 	'worker 3 is back after a restart, by itself');
+$pre->wait_for_log(qr/dynbgw worker \d+ of pool "saved" of database "postgres" restored, PID \d+/, $pre_offset);
+ok($pre->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM dynbgw_workers WHERE pool = 'saved' AND pid IS NOT NULL"),
+	'and so is the saved pool, with both its workers');
+is($pre->safe_psql('postgres',
+		"SELECT outcome FROM dynbgw_wait_task(dynbgw_submit('saved', 'SELECT 1'), '60 s')"),
+	'succeeded', 'which runs tasks');
+$pre->safe_psql('postgres', "SELECT dynbgw_pool_drop('saved', forget => true)");
 my $victim = $pre->safe_psql('postgres', "SELECT dynbgw_launch(4, naptime => '1 hour')");
 my $offset = -s $pre->logfile;
 kill('KILL', $victim);
