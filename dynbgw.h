@@ -783,7 +783,18 @@ extern uint64 dynbgw_task_add(uint64 pool_id, const DynbgwTaskSpec *spec,
 							  DynbgwQueueStatus *status);
 extern void dynbgw_task_settle(uint64 pool_id, uint64 id, bool commit);
 extern bool dynbgw_task_find(uint64 id, DynbgwTaskRecord *record);
-extern DynbgwTaskRecord *dynbgw_task_list(int *count);
+/* Where dynbgw_task_list_next() goes on from; all zero to begin. */
+typedef struct DynbgwTaskCursor
+{
+	int			pool;			/* the queue of this pool ... */
+	int			position;		/* ... from this task */
+	int			member;			/* then the running task of this member */
+	bool		in_history;		/* then the ended tasks ... */
+	uint64		ended;			/* ... from this one */
+} DynbgwTaskCursor;
+
+extern int	dynbgw_task_list_next(DynbgwTaskCursor *cursor,
+								  DynbgwTaskRecord *records, int max);
 extern bool dynbgw_task_cancel(uint64 id);
 extern ConditionVariable *dynbgw_tasks_cv(void);
 

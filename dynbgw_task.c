@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(dynbgw_cancel_task);
 PG_FUNCTION_INFO_V1(dynbgw_tasks);
 
 #define DYNBGW_TASKS_COLS	15
+#define DYNBGW_TASKS_CHUNK	1024	/* tasks copied in one hold of the lock */
 
 /* A task that waits for its transaction's commit. */
 typedef struct DynbgwPendingTask
@@ -443,12 +444,28 @@ Datum
 dynbgw_tasks(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DynbgwTaskRecord *records;
+	DynbgwTaskRecord *chunk = palloc(DYNBGW_TASKS_CHUNK * sizeof(DynbgwTaskRecord));
+	DynbgwTaskCursor cursor;
+	MemoryContext rowcontext;
 	int			count;
 
 	InitMaterializedSRF(fcinfo, 0);
-	records = dynbgw_task_list(&count);
-	for (int i = 0; i < count; i++)
-		dynbgw_put_task(rsinfo, &records[i]);
+	memset(&cursor, 0, sizeof(cursor));
+	rowcontext = AllocSetContextCreate(CurrentMemoryContext, "dynbgw_tasks row",
+									   ALLOCSET_SMALL_SIZES);
+	/* As dynbgw_runs: the same memory, however many tasks there are. */
+	while ((count = dynbgw_task_list_next(&cursor, chunk,
+										  DYNBGW_TASKS_CHUNK)) > 0)
+	{
+		for (int i = 0; i < count; i++)
+		{
+			MemoryContext oldcontext = MemoryContextSwitchTo(rowcontext);
+
+			dynbgw_put_task(rsinfo, &chunk[i]);
+			MemoryContextSwitchTo(oldcontext);
+			MemoryContextReset(rowcontext);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
 	return (Datum) 0;
 }

@@ -592,64 +592,70 @@ dynbgw_task_find(uint64 id, DynbgwTaskRecord *record)
 }
 
 /*
- * Every task that waits (pending ones, which may yet go, left out), runs
- * or is in the history, copied in one hold of the lock, in that order.
+ * The next tasks from *cursor (zeroed to begin): those that wait (pending
+ * ones, which may yet go, left out), then those that run, then those in the
+ * history, oldest first; at most max of them into records, copied in one
+ * hold of the lock, so that long queues and a large history do not keep
+ * workers waiting for it, nor take the caller's memory all at once.
+ * Returns how many; 0 at the end.  Tasks that move meanwhile may be missed
+ * or seen twice, as between two reads of a view.
  */
-DynbgwTaskRecord *
-dynbgw_task_list(int *count)
+int
+dynbgw_task_list_next(DynbgwTaskCursor *cursor, DynbgwTaskRecord *records,
+					  int max)
 {
 	DynbgwTaskBoard *board = dynbgw_board();
 	DynbgwPool *pools = dynbgw_pool_table();
 	DynbgwMember *members = dynbgw_members();
 	DynbgwTaskRecord *ended = dynbgw_ended_tasks();
-	DynbgwTaskRecord *records = NULL;
-	int			room = 0;
+	int			capacity = dynbgw_registry()->capacity;
+	int			count = 0;
 
-	for (;;)
+	dynbgw_lock_board(LW_SHARED);
+	for (; cursor->pool < capacity && count < max; cursor->pool++)
 	{
-		int			needed;
+		DynbgwPool *pool = &pools[cursor->pool];
 
-		*count = 0;
-		dynbgw_lock_board(LW_SHARED);
-		needed = board->queued + dynbgw_reg->capacity +
-			Min(board->tasks_recorded, dynbgw_reg->history_size);
-		if (needed <= room)
+		for (; pool->info.id != 0 && cursor->position < pool->info.waiting &&
+			 count < max; cursor->position++)
 		{
-			for (int i = 0; i < dynbgw_reg->capacity; i++)
-			{
-				for (int j = 0; pools[i].info.id != 0 &&
-					 j < pools[i].info.waiting; j++)
-				{
-					DynbgwTask *task = dynbgw_task_at(dynbgw_queue_of(&pools[i])[j]);
+			DynbgwTask *task = dynbgw_task_at(dynbgw_queue_of(pool)[cursor->position]);
 
-					if (task->state == DYNBGW_TASK_QUEUED)
-						dynbgw_task_record(task, pools[i].info.name,
-										   pools[i].info.roleoid,
-										   pools[i].info.dboid,
-										   &records[(*count)++]);
-				}
-			}
-			for (int i = 0; i < dynbgw_reg->capacity; i++)
-			{
-				if (DsaPointerIsValid(members[i].task))
-					dynbgw_task_record(dynbgw_task_at(members[i].task),
-									   members[i].pool, members[i].roleoid,
-									   members[i].dboid, &records[(*count)++]);
-			}
-			for (uint64 k = board->tasks_recorded -
-				 Min(board->tasks_recorded, dynbgw_reg->history_size);
-				 k < board->tasks_recorded; k++)
-				records[(*count)++] = ended[k % dynbgw_reg->history_size];
+			if (task->state == DYNBGW_TASK_QUEUED)
+				dynbgw_task_record(task, pool->info.name, pool->info.roleoid,
+								   pool->info.dboid, &records[count++]);
 		}
-		dynbgw_unlock_board();
-		if (needed <= room)
-			return records;
-		/* Allocated without the lock; more may come meanwhile. */
-		room = needed + 64;
-		records = records == NULL ?
-			palloc(room * sizeof(DynbgwTaskRecord)) :
-			repalloc(records, room * sizeof(DynbgwTaskRecord));
+		if (count == max)
+			break;
+		cursor->position = 0;
 	}
+	for (; cursor->pool == capacity && cursor->member < capacity &&
+		 count < max; cursor->member++)
+	{
+		DynbgwMember *member = &members[cursor->member];
+
+		if (DsaPointerIsValid(member->task))
+			dynbgw_task_record(dynbgw_task_at(member->task), member->pool,
+							   member->roleoid, member->dboid,
+							   &records[count++]);
+	}
+	if (cursor->member == capacity && !cursor->in_history)
+	{
+		cursor->in_history = true;
+		cursor->ended = board->tasks_recorded -
+			Min(board->tasks_recorded, dynbgw_reg->history_size);
+	}
+	if (cursor->in_history)
+	{
+		/* Records overwritten since the last call are gone. */
+		cursor->ended = Max(cursor->ended, board->tasks_recorded -
+							Min(board->tasks_recorded, dynbgw_reg->history_size));
+		for (; cursor->ended < board->tasks_recorded && count < max;
+			 cursor->ended++)
+			records[count++] = ended[cursor->ended % dynbgw_reg->history_size];
+	}
+	dynbgw_unlock_board();
+	return count;
 }
 
 /*
