@@ -28,6 +28,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
+#include "storage/shmem.h"
 #include "utils/dsa.h"
 #include "utils/timestamp.h"
 
@@ -610,6 +611,7 @@ dynbgw_task_list_next(DynbgwTaskCursor *cursor, DynbgwTaskRecord *records,
 	DynbgwTaskRecord *ended = dynbgw_ended_tasks();
 	int			capacity = dynbgw_registry()->capacity;
 	int			count = 0;
+	uint64		first_kept;
 
 	dynbgw_lock_board(LW_SHARED);
 	for (; cursor->pool < capacity && count < max; cursor->pool++)
@@ -639,17 +641,17 @@ dynbgw_task_list_next(DynbgwTaskCursor *cursor, DynbgwTaskRecord *records,
 							   member->roleoid, member->dboid,
 							   &records[count++]);
 	}
+	first_kept = board->tasks_recorded -
+		Min(board->tasks_recorded, (uint64) dynbgw_reg->history_size);
 	if (cursor->member == capacity && !cursor->in_history)
 	{
 		cursor->in_history = true;
-		cursor->ended = board->tasks_recorded -
-			Min(board->tasks_recorded, dynbgw_reg->history_size);
+		cursor->ended = first_kept;
 	}
 	if (cursor->in_history)
 	{
 		/* Records overwritten since the last call are gone. */
-		cursor->ended = Max(cursor->ended, board->tasks_recorded -
-							Min(board->tasks_recorded, dynbgw_reg->history_size));
+		cursor->ended = Max(cursor->ended, first_kept);
 		for (; cursor->ended < board->tasks_recorded && count < max;
 			 cursor->ended++)
 			records[count++] = ended[cursor->ended % dynbgw_reg->history_size];
