@@ -783,6 +783,7 @@ extern uint64 dynbgw_task_add(uint64 pool_id, const DynbgwTaskSpec *spec,
 							  DynbgwQueueStatus *status);
 extern void dynbgw_task_settle(uint64 pool_id, uint64 id, bool commit);
 extern bool dynbgw_task_find(uint64 id, DynbgwTaskRecord *record);
+
 /* Where dynbgw_task_list_next() goes on from; all zero to begin. */
 typedef struct DynbgwTaskCursor
 {

@@ -130,38 +130,29 @@ dynbgw_pool_same(const DynbgwPoolInfo *a, const DynbgwPoolInfo *b)
 }
 
 /*
- * dynbgw_pool_create(name, size, database, role, queue_size, persist)
- * returns void
- *
- * Start a pool of size workers connected to database as role, taking the
- * tasks submitted to it, of which queue_size may wait, and save it for
- * dynbgw_restore() if persist.  The same pool again is a notice; another
- * of the same name, an error.
+ * The pool dynbgw_pool_create's arguments ask for, and the definition of
+ * its workers, as dynbgw_launch makes a worker's: run as role in database,
+ * on the caller's authority.
  */
-Datum
-dynbgw_pool_create(PG_FUNCTION_ARGS)
+static void
+dynbgw_pool_args(FunctionCallInfo fcinfo, DynbgwPoolInfo *pool,
+				 DynbgwDefinition *def)
 {
 	DynbgwRegistry *reg = dynbgw_registry();
-	DynbgwDefinition *def = palloc0(sizeof(DynbgwDefinition));
-	DynbgwPoolInfo pool;
-	DynbgwPoolInfo asked;
-	DynbgwQueueStatus status;
-	uint64		id;
-	bool		persist = !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 
-	memset(&pool, 0, sizeof(pool));
-	strlcpy(pool.name, dynbgw_pool_name_arg(fcinfo, 0), NAMEDATALEN);
+	memset(pool, 0, sizeof(*pool));
+	strlcpy(pool->name, dynbgw_pool_name_arg(fcinfo, 0), NAMEDATALEN);
 	dynbgw_require(fcinfo, 1, "size");
-	pool.size = PG_GETARG_INT32(1);
-	if (pool.size < 1 || pool.size > reg->capacity)
+	pool->size = PG_GETARG_INT32(1);
+	if (pool->size < 1 || pool->size > reg->capacity)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pool size must be between 1 and %d", reg->capacity),
 				 errdetail("A pool's workers take worker numbers, of which there are %d (\"dynbgw.max_workers\").",
 						   reg->capacity)));
 	dynbgw_require(fcinfo, 4, "queue_size");
-	pool.queue_size = PG_GETARG_INT32(4);
-	if (pool.queue_size < 1 || pool.queue_size > dynbgw_max_queued_tasks)
+	pool->queue_size = PG_GETARG_INT32(4);
+	if (pool->queue_size < 1 || pool->queue_size > dynbgw_max_queued_tasks)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("queue_size must be between 1 and %d",
@@ -174,12 +165,75 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	dynbgw_authority_record(def, fcinfo->flinfo->fn_oid);
 	def->encoding = dynbgw_database_encoding(def->dboid);
 	def->restart_s = DYNBGW_POOL_RESTART_S;
-	pool.dboid = def->dboid;
-	pool.roleoid = def->roleoid;
-	pool.owner = GetUserId();
-	pool.encoding = def->encoding;
+	pool->dboid = def->dboid;
+	pool->roleoid = def->roleoid;
+	pool->owner = GetUserId();
+	pool->encoding = def->encoding;
+}
 
-	asked = pool;
+/* Why a pool could not be added (dynbgw_pool_add()); pool: one that exists. */
+static void
+dynbgw_pool_add_error(const DynbgwPoolInfo *pool, DynbgwQueueStatus status)
+{
+	if (status == DYNBGW_QUEUE_EXISTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("dynbgw pool \"%s\" already exists", pool->name),
+				 pool->dropping ? errdetail("It is being dropped.") :
+				 pool->failed ?
+				 errdetail("Its workers lost the authority it was made with.") :
+				 errdetail("It has %d workers and a queue of %d tasks, in another database or as another role than asked.",
+						   pool->size, pool->queue_size),
+				 errhint("Drop it first with dynbgw_pool_drop().")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("dynbgw pools would queue more than \"dynbgw.max_queued_tasks\" (%d) tasks",
+					dynbgw_max_queued_tasks),
+			 errhint("Make the pool with a smaller queue_size, drop another pool, or raise \"dynbgw.max_queued_tasks\".")));
+}
+
+/* Launch the workers of a pool just added, at the highest free numbers. */
+static void
+dynbgw_pool_launch(const DynbgwDefinition *def)
+{
+	int			capacity = dynbgw_registry()->capacity;
+	int			n = capacity + 1;
+
+	for (int i = 0; i < def->pool_size; i++)
+	{
+		n = dynbgw_pool_free_number(n);
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("not enough free dynbgw worker numbers for a pool of %d",
+							def->pool_size),
+					 errdetail("Worker numbers go from 1 to %d (\"dynbgw.max_workers\"); numbers that hold a result are not taken.",
+							   capacity)));
+		(void) dynbgw_launch_worker(n, def, DYNBGW_IF_RUNNING_ERROR, 0, NULL);
+	}
+}
+
+/*
+ * dynbgw_pool_create(name, size, database, role, queue_size, persist)
+ * returns void
+ *
+ * Start a pool of size workers connected to database as role, taking the
+ * tasks submitted to it, of which queue_size may wait, and save it for
+ * dynbgw_restore() if persist.  The same pool again is a notice; another
+ * of the same name, an error.
+ */
+Datum
+dynbgw_pool_create(PG_FUNCTION_ARGS)
+{
+	DynbgwDefinition *def = palloc0(sizeof(DynbgwDefinition));
+	DynbgwPoolInfo pool;
+	DynbgwPoolInfo asked;
+	DynbgwQueueStatus status;
+	uint64		id;
+	bool		persist = !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
+
+	dynbgw_pool_args(fcinfo, &asked, def);
+	pool = asked;
 	id = dynbgw_pool_add(&pool, &status);
 	if (status == DYNBGW_QUEUE_EXISTS && dynbgw_pool_same(&pool, &asked) &&
 		!pool.dropping && !pool.failed)
@@ -191,22 +245,8 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 			dynbgw_persist_pool_save(fcinfo, &asked);
 		PG_RETURN_VOID();
 	}
-	if (status == DYNBGW_QUEUE_EXISTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("dynbgw pool \"%s\" already exists", pool.name),
-				 pool.dropping ? errdetail("It is being dropped.") :
-				 pool.failed ?
-				 errdetail("Its workers lost the authority it was made with.") :
-				 errdetail("It has %d workers and a queue of %d tasks, in another database or as another role than asked.",
-						   pool.size, pool.queue_size),
-				 errhint("Drop it first with dynbgw_pool_drop().")));
-	if (status == DYNBGW_QUEUE_FULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("dynbgw pools would queue more than \"dynbgw.max_queued_tasks\" (%d) tasks",
-						dynbgw_max_queued_tasks),
-				 errhint("Make the pool with a smaller queue_size, drop another pool, or raise \"dynbgw.max_queued_tasks\".")));
+	if (status != DYNBGW_QUEUE_DONE)
+		dynbgw_pool_add_error(&pool, status);
 
 	def->pool_id = id;
 	strlcpy(def->pool_name, pool.name, NAMEDATALEN);
@@ -214,25 +254,10 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	def->pool_queue_size = pool.queue_size;
 	PG_ENSURE_ERROR_CLEANUP(dynbgw_pool_create_failed, UInt64GetDatum(id));
 	{
-		int			n = reg->capacity + 1;
-
 		/* Saved first: a pool that cannot be saved is not made. */
 		if (persist)
 			dynbgw_persist_pool_save(fcinfo, &pool);
-
-		for (int i = 0; i < pool.size; i++)
-		{
-			n = dynbgw_pool_free_number(n);
-			if (n == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-						 errmsg("not enough free dynbgw worker numbers for a pool of %d",
-								pool.size),
-						 errdetail("Worker numbers go from 1 to %d (\"dynbgw.max_workers\"); numbers that hold a result are not taken.",
-								   reg->capacity)));
-			(void) dynbgw_launch_worker(n, def, DYNBGW_IF_RUNNING_ERROR, 0,
-										NULL);
-		}
+		dynbgw_pool_launch(def);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(dynbgw_pool_create_failed, UInt64GetDatum(id));
 	PG_RETURN_VOID();

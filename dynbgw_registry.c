@@ -57,7 +57,7 @@ dynbgw_registry_size(const DynbgwShape *shape)
 	size = add_size(size, mul_size(shape->capacity, sizeof(DynbgwSlot)));
 	size = add_size(size, mul_size(shape->history_size, sizeof(DynbgwRun)));
 	return add_size(size, dynbgw_registry_tail_size(shape->capacity,
-													 shape->history_size));
+													shape->history_size));
 }
 
 /* Fill in a new registry (ptr) of the given shape (arg). */
@@ -80,8 +80,8 @@ dynbgw_registry_init(void *ptr, void *arg)
 
 	/*
 	 * Generations stay unique across crash-restarts, which keep workers, and
-	 * so do the ids of pools, which keep theirs, and of tasks, which a
-	 * waiter must not mistake.
+	 * so do the ids of pools, which keep theirs, and of tasks, which a waiter
+	 * must not mistake.
 	 */
 	reg->last_generation = GetCurrentTimestamp();
 	reg->tasks.first_pool = reg->last_generation;
