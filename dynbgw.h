@@ -852,6 +852,7 @@ extern int	dynbgw_launch_worker(int n, const DynbgwDefinition *def,
 /* dynbgw_stop_protocol.c */
 extern void dynbgw_check_may_signal(int n, const DynbgwOccupant *occupant,
 									const char *action);
+extern bool dynbgw_may_stop_for(Oid roleoid, Oid who);
 extern bool dynbgw_wait_slot(int n, uint64 generation, int pid,
 							 bool launch_decided, TimestampTz deadline);
 extern bool dynbgw_stop_slot(int n, uint64 generation, TimestampTz deadline);

@@ -94,10 +94,12 @@ dynbgw_pool_free_number(int below)
 
 /*
  * Stop the pool's workers, waiting for them until the deadline, and end
- * its tasks that wait.  True if all are gone, and with them the pool.
+ * its tasks that wait.  True if all are gone, and with them the pool; a
+ * pool that is removed anyway goes at once, its workers ending by
+ * themselves when they find it gone.
  */
 static bool
-dynbgw_pool_stop(uint64 pool_id, TimestampTz deadline)
+dynbgw_pool_stop(uint64 pool_id, TimestampTz deadline, bool remove_anyway)
 {
 	int			capacity = dynbgw_registry()->capacity;
 	int		   *numbers = palloc(capacity * sizeof(int));
@@ -109,7 +111,7 @@ dynbgw_pool_stop(uint64 pool_id, TimestampTz deadline)
 	count = dynbgw_slot_pool_workers(pool_id, numbers, generations);
 	for (int i = 0; i < count; i++)
 		stopped &= dynbgw_stop_slot(numbers[i], generations[i], deadline);
-	if (stopped)
+	if (stopped || remove_anyway)
 		dynbgw_pool_remove(pool_id);
 	return stopped;
 }
@@ -118,7 +120,7 @@ dynbgw_pool_stop(uint64 pool_id, TimestampTz deadline)
 static void
 dynbgw_pool_create_failed(int code, Datum arg)
 {
-	(void) dynbgw_pool_stop(DatumGetUInt64(arg), GetCurrentTimestamp());
+	(void) dynbgw_pool_stop(DatumGetUInt64(arg), GetCurrentTimestamp(), true);
 }
 
 /* Whether an existing pool is the one asked for. */
@@ -270,11 +272,7 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 static void
 dynbgw_pool_check_may_drop(const DynbgwPoolInfo *pool)
 {
-	if (superuser() || GetUserId() == pool->owner)
-		return;
-	if (superuser_arg(pool->roleoid) ||
-		(!has_privs_of_role(GetUserId(), pool->roleoid) &&
-		 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
+	if (!dynbgw_may_stop_for(pool->roleoid, pool->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to drop dynbgw pool \"%s\"",
@@ -308,7 +306,7 @@ dynbgw_pool_drop(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	dynbgw_pool_check_may_drop(&pool);
-	if (!dynbgw_pool_stop(pool.id, GetCurrentTimestamp() + timeout_us))
+	if (!dynbgw_pool_stop(pool.id, GetCurrentTimestamp() + timeout_us, false))
 	{
 		ereport(WARNING,
 				(errmsg("the workers of dynbgw pool \"%s\" did not stop within the timeout",

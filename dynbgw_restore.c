@@ -198,6 +198,37 @@ dynbgw_holder(const DynbgwSaved *row, Oid dboid, int *pid)
 }
 
 /*
+ * The database (argument argno of fc) and role (the next) of a saved
+ * definition (what) by name: NULL for its own database and its owner, an
+ * error if either is gone.
+ */
+static void
+dynbgw_saved_names(FunctionCallInfo fc, int argno, Oid database, Oid role,
+				   Oid owner, const char *what)
+{
+	char	   *dbname = NULL;
+	char	   *rolename = NULL;
+
+	if (OidIsValid(database) &&
+		(dbname = get_database_name(database)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_DATABASE),
+				 errmsg("the database of %s was dropped", what)));
+	if (role != owner && (rolename = GetUserNameFromId(role, true)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that %s runs as was dropped", what)));
+	fc->args[argno].isnull = dbname == NULL;
+	if (dbname != NULL)
+		fc->args[argno].value = DirectFunctionCall1(namein,
+													CStringGetDatum(dbname));
+	fc->args[argno + 1].isnull = rolename == NULL;
+	if (rolename != NULL)
+		fc->args[argno + 1].value = DirectFunctionCall1(namein,
+														CStringGetDatum(rolename));
+}
+
+/*
  * dynbgw_launch's arguments (fc, of the number its definition has) for a
  * saved definition: its own, with the database and role named, and no
  * waiting, replacing or saving again.
@@ -225,30 +256,8 @@ dynbgw_restore_args(FunctionCallInfo fc, const DynbgwSaved *row)
 		 col++)
 		DYNBGW_ARG(DYNBGW_LAUNCH_ARG_OF(col), col);
 #undef DYNBGW_ARG
-	if (OidIsValid(row->database))
-	{
-		char	   *name = get_database_name(row->database);
-
-		if (name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_DATABASE),
-					 errmsg("the database of dynbgw worker %d was dropped",
-							row->n)));
-		fc->args[3].value = DirectFunctionCall1(namein, CStringGetDatum(name));
-		fc->args[3].isnull = false;
-	}
-	if (row->role != row->owner)
-	{
-		char	   *name = GetUserNameFromId(row->role, true);
-
-		if (name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("the role that dynbgw worker %d runs as was dropped",
-							row->n)));
-		fc->args[4].value = DirectFunctionCall1(namein, CStringGetDatum(name));
-		fc->args[4].isnull = false;
-	}
+	dynbgw_saved_names(fc, 3, row->database, row->role, row->owner,
+					   psprintf("dynbgw worker %d", row->n));
 	fc->args[7].value = CStringGetTextDatum("error");
 	fc->args[7].isnull = false;
 	fc->args[8].value = IntervalPGetDatum(palloc0(sizeof(Interval)));
@@ -379,16 +388,6 @@ dynbgw_pool_create_oid(Oid extoid, Oid schema)
 	return funcoid;
 }
 
-/* A name argument of fc, or NULL when the object is implied. */
-static void
-dynbgw_name_arg_of(FunctionCallInfo fc, int argno, const char *name)
-{
-	fc->args[argno].isnull = name == NULL;
-	if (name != NULL)
-		fc->args[argno].value = DirectFunctionCall1(namein,
-													CStringGetDatum(name));
-}
-
 /*
  * One saved pool, made as its owner, unless a pool of its name exists: the
  * same one, which is left alone, or another, which is reported.
@@ -422,30 +421,7 @@ dynbgw_restore_pool(Oid create_oid, const void *saved, DynbgwRestored *r)
 	fc->args[5].value = BoolGetDatum(false);
 	fc->args[0].isnull = fc->args[1].isnull = false;
 	fc->args[4].isnull = fc->args[5].isnull = false;
-	if (OidIsValid(row->database))
-	{
-		char	   *name = get_database_name(row->database);
-
-		if (name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_DATABASE),
-					 errmsg("the database of %s was dropped", what)));
-		dynbgw_name_arg_of(fc, 2, name);
-	}
-	else
-		dynbgw_name_arg_of(fc, 2, NULL);
-	if (row->role != row->owner)
-	{
-		char	   *name = GetUserNameFromId(row->role, true);
-
-		if (name == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("the role that %s runs as was dropped", what)));
-		dynbgw_name_arg_of(fc, 3, name);
-	}
-	else
-		dynbgw_name_arg_of(fc, 3, NULL);
+	dynbgw_saved_names(fc, 2, row->database, row->role, row->owner, what);
 	(void) dynbgw_call_as_owner(fc, row->owner, row->table_owner, what,
 								"dynbgw_pool_definitions");
 }

@@ -55,6 +55,23 @@ dynbgw_check_may_signal(int n, const DynbgwOccupant *occupant,
 }
 
 /*
+ * Whether the current user may stop what runs as roleoid on behalf of who
+ * (a pool's maker, a task's submitter): the rules above, who in place of
+ * the launcher.
+ */
+bool
+dynbgw_may_stop_for(Oid roleoid, Oid who)
+{
+	if (superuser())
+		return true;
+	if (superuser_arg(roleoid))
+		return false;
+	return GetUserId() == who ||
+		has_privs_of_role(GetUserId(), roleoid) ||
+		has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND);
+}
+
+/*
  * Wait until worker n's slot has moved on from what we saw
  * (dynbgw_slot_moved_on()), or the deadline passes.
  */

@@ -399,11 +399,7 @@ dynbgw_wait_task(PG_FUNCTION_ARGS)
 static void
 dynbgw_task_check_may_cancel(const DynbgwTaskRecord *record)
 {
-	if (superuser() || GetUserId() == record->submitter)
-		return;
-	if (superuser_arg(record->roleoid) ||
-		(!has_privs_of_role(GetUserId(), record->roleoid) &&
-		 !has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND)))
+	if (!dynbgw_may_stop_for(record->roleoid, record->submitter))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to cancel dynbgw task " UINT64_FORMAT,

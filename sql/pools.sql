@@ -43,6 +43,16 @@ SELECT dynbgw_pool_create('regress_p', 1, queue_size => 20000);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS pools FROM dynbgw_pools;
 
+-- A pool that cannot get all its workers is not made, and leaves none: a
+-- number that holds a result is not taken (53000).
+SELECT dynbgw_launch(6, 'SELECT 1', runs => 1, keep_result => true) IS NOT NULL AS launched;
+SELECT outcome FROM dynbgw_wait(6, '30 s');
+SELECT dynbgw_pool_create('regress_p', 8);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS pools FROM dynbgw_pools;
+SELECT wait_until('(SELECT count(*) = 0 FROM dynbgw_workers)');
+SELECT dynbgw_drop_result(6);
+
 -- A pool's role is one its maker may SET ROLE to.
 SET ROLE regress_dynbgw_pool_other;
 SELECT dynbgw_pool_create('regress_p', 1, role => 'regress_dynbgw_pool_owner');
