@@ -589,6 +589,193 @@ BEGIN
     INSERT INTO sample VALUES ('scale_stop_' || cnt, ms(t0, clock_timestamp()));
 END $$;
 
+-- ---- 6. pools ----
+
+-- From a task's submission to its start on a pool whose workers all wait:
+-- one task at a time, each waited for before the next.  started and
+-- submitted are the task's own, as dynbgw_tasks shows them (here from the
+-- row dynbgw_wait_task returns).  The first tasks only warm up.
+CREATE FUNCTION bench_pool_start(pool text, k int, warmup int DEFAULT 10) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t dynbgw_task;
+BEGIN
+    FOR i IN 1 .. warmup + k LOOP
+        SELECT * INTO t FROM dynbgw_wait_task(dynbgw_submit(pool, 'SELECT 1'), '10 s');
+        IF t.outcome IS DISTINCT FROM 'succeeded' THEN
+            RAISE EXCEPTION 'task % of pool %: %', t.id, pool, coalesce(t.outcome, t.state);
+        END IF;
+        IF i > warmup THEN
+            INSERT INTO sample VALUES ('pool_start', ms(t.submitted, t.started));
+        END IF;
+    END LOOP;
+END $$;
+
+-- From the call to the one-statement command done, as one SQL statement
+-- each: submit and wait on the pool; pg_background, where installed,
+-- launches a worker and reads its row.  Both go through EXECUTE, parsed
+-- and planned each time, as a client's statement would be.
+CREATE FUNCTION bench_pool_call(pool text, k int, with_pg_background boolean,
+                                warmup int DEFAULT 10) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+    outcome text;
+    x int;
+BEGIN
+    FOR i IN 1 .. warmup + k LOOP
+        t0 := clock_timestamp();
+        EXECUTE format('SELECT (dynbgw_wait_task(dynbgw_submit(%L, ''SELECT 1''))).outcome', pool)
+            INTO outcome;
+        t1 := clock_timestamp();
+        IF outcome IS DISTINCT FROM 'succeeded' THEN
+            RAISE EXCEPTION 'task of pool %: %', pool, outcome;
+        END IF;
+        IF i > warmup THEN
+            INSERT INTO sample VALUES ('pool_call', ms(t0, t1));
+        END IF;
+
+        IF with_pg_background THEN
+            t0 := clock_timestamp();
+            EXECUTE 'SELECT * FROM pg_background_result(pg_background_launch(''SELECT 1'')) AS (x int)'
+                INTO x;
+            t1 := clock_timestamp();
+            IF x IS DISTINCT FROM 1 THEN
+                RAISE EXCEPTION 'pg_background_result returned %', x;
+            END IF;
+            IF i > warmup THEN
+                INSERT INTO sample VALUES ('pool_call_pg_background', ms(t0, t1));
+            END IF;
+        END IF;
+    END LOOP;
+END $$;
+
+-- k SELECT 1 tasks through the pool, submitted back to back (waiting for
+-- room if the queue is full), then the last ones waited for: from the
+-- first submission to the end of the last task.  The pool's workers take
+-- the oldest task first, so once the last task of each worker has ended,
+-- all have.  The history keeps only the last dynbgw.history_size tasks:
+-- hence the submitting side's clock.
+CREATE FUNCTION bench_pool_throughput(pool text, k int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    workers int := (SELECT size FROM dynbgw_pools p WHERE p.name = pool);
+    last_ids bigint[];
+    first_id bigint;
+    id bigint;
+    t dynbgw_task;
+    t0 timestamptz;
+    t1 timestamptz;
+    t2 timestamptz;
+BEGIN
+    t0 := clock_timestamp();
+    FOR i IN 1 .. k LOOP
+        id := dynbgw_submit(pool, 'SELECT 1', wait_for_slot => '1 min');
+        first_id := coalesce(first_id, id);
+        last_ids[i % workers] := id;
+    END LOOP;
+    t1 := clock_timestamp();
+    FOREACH id IN ARRAY last_ids LOOP
+        SELECT * INTO t FROM dynbgw_wait_task(id, '1 min');
+        IF t.outcome IS DISTINCT FROM 'succeeded' THEN
+            RAISE EXCEPTION 'task % of pool %: %', t.id, pool, coalesce(t.outcome, t.state);
+        END IF;
+    END LOOP;
+    t2 := clock_timestamp();
+    PERFORM put('pool_tasks', k),
+            put('pool_tps', k / (ms(t0, t2) / 1000)),
+            put('pool_submit_ms', ms(t0, t1));
+    -- Of those the history still has, how many did not succeed.
+    PERFORM put('pool_not_succeeded', count(*) FILTER (WHERE outcome <> 'succeeded')),
+            put('pool_checked', count(*))
+    FROM dynbgw_tasks WHERE dynbgw_tasks.id BETWEEN first_id AND first_id + k - 1;
+END $$;
+
+-- The baseline: pg_background launching a worker per SELECT 1, two at a
+-- time as the pool of two runs them, each pair's rows read before the
+-- next pair.  The first pairs only warm up.
+CREATE FUNCTION bench_pool_pg_background(k int, warmup int DEFAULT 5) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    p1 int;
+    p2 int;
+    got bigint;
+BEGIN
+    FOR i IN 1 .. warmup + k / 2 LOOP
+        IF i = warmup + 1 THEN
+            t0 := clock_timestamp();
+        END IF;
+        EXECUTE 'SELECT pg_background_launch($1)' INTO p1 USING 'SELECT 1';
+        EXECUTE 'SELECT pg_background_launch($1)' INTO p2 USING 'SELECT 1';
+        EXECUTE 'SELECT count(*) FROM pg_background_result($1) AS (x int)' INTO got USING p1;
+        EXECUTE 'SELECT count(*) + $2 FROM pg_background_result($1) AS (x int)' INTO got USING p2, got;
+        IF got <> 2 THEN
+            RAISE EXCEPTION 'pg_background_result returned % rows of 2', got;
+        END IF;
+    END LOOP;
+    PERFORM put('pool_pg_background_tasks', k / 2 * 2),
+            put('pool_pg_background_tps', k / 2 * 2 / (ms(t0, clock_timestamp()) / 1000));
+END $$;
+
+-- This backend's mappings of dynamic shared memory segments (the files
+-- /dev/shm/PostgreSQL.*): their size, and how much of them it has touched
+-- (Rss), in kB, from its smaps.
+CREATE FUNCTION dsm_self(OUT mapped_kb float8, OUT rss_kb float8)
+LANGUAGE sql AS $$
+    WITH l AS (SELECT line, n
+               FROM regexp_split_to_table(pg_read_file(format('/proc/%s/smaps', pg_backend_pid())),
+                                          E'\n') WITH ORDINALITY AS s(line, n)),
+         -- each line numbered by the mapping whose header it follows
+         g AS (SELECT line, sum((line ~ '^[0-9a-f]+-[0-9a-f]+ ')::int) OVER (ORDER BY n) AS map
+               FROM l),
+         shm AS (SELECT map FROM g WHERE line ~ '^[0-9a-f]+-[0-9a-f]+ .* /dev/shm/PostgreSQL\.[0-9]+$')
+    SELECT sum((regexp_match(line, '^Size:\s+(\d+) kB'))[1]::float8),
+           sum((regexp_match(line, '^Rss:\s+(\d+) kB'))[1]::float8)
+    FROM g JOIN shm USING (map)
+$$;
+
+-- Shared memory per queued task: the pool's one worker is held in a
+-- task waiting for an advisory lock that this session holds, then k
+-- SELECT 1 tasks are queued behind it.  The tasks live in a DSA area of
+-- dynamic shared memory segments; this backend, having queued the first
+-- task, has the area mapped, maps every segment it adds, and touches
+-- the pages it writes.  Then the pool is dropped with its tasks.
+CREATE FUNCTION bench_pool_memory(pool text, k int) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    lock_key constant bigint := 4242;
+    blocker bigint;
+    b record;
+    a record;
+    queued int;
+BEGIN
+    PERFORM pg_advisory_lock(lock_key);
+    blocker := dynbgw_submit(pool, format('SELECT pg_advisory_xact_lock(%s)', lock_key));
+    PERFORM wait_for(format('EXISTS (SELECT FROM pg_locks
+                                     WHERE locktype = ''advisory'' AND NOT granted
+                                       AND pid = (SELECT pid FROM dynbgw_tasks WHERE id = %s))',
+                            blocker));
+    SELECT * INTO b FROM dsm_self();
+    FOR i IN 1 .. k LOOP
+        PERFORM dynbgw_submit(pool, 'SELECT 1');
+    END LOOP;
+    SELECT * INTO a FROM dsm_self();
+    queued := (SELECT p.queued FROM dynbgw_pools p WHERE p.name = pool);
+    IF queued <> k THEN
+        RAISE EXCEPTION 'pool % queues % tasks, not %', pool, queued, k;
+    END IF;
+    PERFORM put('pool_queued', k),
+            put('pool_task_bytes', (a.rss_kb - b.rss_kb) * 1024 / k),
+            put('pool_dsm_before_kb', b.mapped_kb),
+            put('pool_dsm_after_kb', a.mapped_kb);
+    IF NOT dynbgw_pool_drop(pool) THEN
+        RAISE EXCEPTION 'dynbgw_pool_drop(%) failed', pool;
+    END IF;
+    PERFORM pg_advisory_unlock(lock_key);
+END $$;
+
 -- ---- the report ----
 
 -- About three significant digits.
@@ -825,4 +1012,38 @@ BEGIN
                        f(m('pss_worker_kb_' || n)), f(m('pss_backend_kb_' || n)), r,
                        '≤ 1.2×', r <= 1.2);
     END LOOP;
+
+    -- 6. pools
+    RETURN NEXT md(format('pool: submit → task start on an idle pool of 2 workers, started − submitted of the task, p50 ms (n=%s, one task at a time, each waited for)',
+                          cnt('pool_start')),
+                   f(pct('pool_start', 0.5)), NULL, NULL,
+                   '≤ 0.1 ms', pct('pool_start', 0.5) <= 0.1);
+    RETURN NEXT md(format('pool: submit → task start, p90 ms (p99 %s)', f(pct('pool_start', 0.99))),
+                   f(pct('pool_start', 0.9)), NULL, NULL, NULL, NULL);
+    r := pct('pool_call', 0.5) / pct('pool_call_pg_background', 0.5);
+    RETURN NEXT md(format('pool: call → one-statement command done, `SELECT (dynbgw_wait_task(dynbgw_submit(''bench'', ''SELECT 1''))).outcome`, p50 ms (n=%s) vs `SELECT * FROM pg_background_result(pg_background_launch(''SELECT 1'')) AS (x int)` (n=%s)',
+                          cnt('pool_call'), cnt('pool_call_pg_background')),
+                   f(pct('pool_call', 0.5)),
+                   coalesce(f(pct('pool_call_pg_background', 0.5)), 'not installed'),
+                   r, '≤ 0.5×', r <= 0.5);
+    RETURN NEXT md('pool: call → command done, p90 ms vs pg_background p90',
+                   f(pct('pool_call', 0.9)), f(pct('pool_call_pg_background', 0.9)),
+                   pct('pool_call', 0.9) / pct('pool_call_pg_background', 0.9), NULL, NULL);
+    r := m('pool_tps') / m('pool_pg_background_tps');
+    RETURN NEXT md(format('pool: %s `SELECT 1` tasks through a pool of 2, tasks/s from the first submit to the end of the last task (submitting all took %s ms; of the last %s ended, %s did not succeed) vs pg_background, a worker per task, two at a time (%s tasks)',
+                          m('pool_tasks'), f(m('pool_submit_ms')), m('pool_checked'),
+                          m('pool_not_succeeded'), m('pool_pg_background_tasks')),
+                   f(m('pool_tps')),
+                   coalesce(f(m('pool_pg_background_tps')), 'not installed'),
+                   r, NULL, NULL);
+    r := m('pool_tps') / m('pool_pgbench_tps');
+    RETURN NEXT md(format('pool: the same tasks/s vs 2 connections running `SELECT 1` one after the other, as 2 psql sessions would (pgbench -c 2 -j 2 -t %s, tps without connection time)',
+                          m('pool_pgbench_per_client')),
+                   f(m('pool_tps')), f(m('pool_pgbench_tps')), r, NULL, NULL);
+    RETURN NEXT md(format('pool: shared memory per queued task, bytes: pages of the tasks'' DSA that queuing %s `SELECT 1` tasks behind a blocked worker wrote (Rss of the queuing backend''s mappings); the segments in /dev/shm it maps went from %s kB to %s kB',
+                          m('pool_queued'), m('pool_dsm_before_kb'), m('pool_dsm_after_kb')),
+                   f(m('pool_task_bytes')), NULL, NULL, NULL, NULL);
+    r := m('pss_pool_worker_kb') / m('pss_pool_backend_kb');
+    RETURN NEXT md('pool: PSS per idle pool worker, kB (2 up, after the submit → start and call → done rounds) vs idle backend connection at that time',
+                   f(m('pss_pool_worker_kb')), f(m('pss_pool_backend_kb')), r, NULL, NULL);
 END $$;
