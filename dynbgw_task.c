@@ -422,6 +422,13 @@ dynbgw_cancel_task(PG_FUNCTION_ARGS)
 
 	dynbgw_task_known(id, &record);
 	dynbgw_task_check_may_cancel(&record);
+	if (record.state == DYNBGW_TASK_PENDING)
+	{
+		ereport(NOTICE,
+				(errmsg("dynbgw task " UINT64_FORMAT " is not queued yet", id),
+				 errdetail("The transaction that submitted it has yet to commit.")));
+		PG_RETURN_BOOL(false);
+	}
 	if (record.state == DYNBGW_TASK_ENDED || !dynbgw_task_cancel(id))
 	{
 		ereport(NOTICE,
