@@ -182,34 +182,48 @@ GRANT EXECUTE ON FUNCTION dynbgw_restore() TO dynbgw_user;
 
 DROP FUNCTION dynbgw_restore_1_3();
 
+-- A saved worker or pool whose role or database is gone is written as a
+-- comment: named as NULL, it would run as its owner, or in the database
+-- where the script is replayed.
 CREATE OR REPLACE FUNCTION dynbgw_dump_definitions()
 RETURNS SETOF text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 SELECT line FROM (
-SELECT 1 AS kind, d.n::text AS key,
-       format('SELECT dynbgw_launch(%s, %s, naptime => %s, database => %s, role => %s, runs => %s, restart => %s, run_timeout => %s, schedule => %s, timezone => %s, retry => %s, retry_delay => %s, keep_result => %s, if_running => ''skip'', persist => true);',
-              d.n, quote_nullable(d.command), quote_nullable(d.naptime),
-              quote_nullable((SELECT b.datname FROM pg_database b WHERE b.oid = d.database)),
-              quote_nullable((SELECT r.rolname FROM pg_roles r WHERE r.oid = d.role AND d.role <> d.owner)),
-              quote_nullable(d.runs), quote_nullable(d.restart), quote_nullable(d.run_timeout),
-              quote_nullable(d.schedule), quote_nullable(d.timezone),
-              quote_nullable(d.retry), quote_nullable(d.retry_delay),
-              quote_nullable(d.keep_result)) AS line
-FROM @extschema@.dynbgw_definitions d
-WHERE d.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
-UNION ALL
-SELECT 2, p.name,
-       format('SELECT dynbgw_pool_create(%s, %s, database => %s, role => %s, queue_size => %s, persist => true);',
-              quote_literal(p.name), p.size,
-              quote_nullable((SELECT b.datname FROM pg_database b WHERE b.oid = p.database)),
-              quote_nullable((SELECT r.rolname FROM pg_roles r WHERE r.oid = p.role AND p.role <> p.owner)),
-              p.queue_size)
-FROM @extschema@.dynbgw_pool_definitions p
-WHERE p.owner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+    SELECT 1 AS kind, d.n, NULL::text AS name,
+           CASE WHEN d.database IS NOT NULL AND b.datname IS NULL
+                THEN format('-- dynbgw worker %s is not written: its database was dropped', d.n)
+                WHEN d.role <> d.owner AND r.rolname IS NULL
+                THEN format('-- dynbgw worker %s is not written: its role was dropped', d.n)
+                ELSE format('SELECT dynbgw_launch(%s, %s, naptime => %s, database => %s, role => %s, runs => %s, restart => %s, run_timeout => %s, schedule => %s, timezone => %s, retry => %s, retry_delay => %s, keep_result => %s, if_running => ''skip'', persist => true);',
+                            d.n, quote_nullable(d.command), quote_nullable(d.naptime),
+                            quote_nullable(b.datname),
+                            quote_nullable(CASE WHEN d.role <> d.owner THEN r.rolname END),
+                            quote_nullable(d.runs), quote_nullable(d.restart), quote_nullable(d.run_timeout),
+                            quote_nullable(d.schedule), quote_nullable(d.timezone),
+                            quote_nullable(d.retry), quote_nullable(d.retry_delay),
+                            quote_nullable(d.keep_result)) END AS line
+    FROM @extschema@.dynbgw_definitions d
+    LEFT JOIN pg_database b ON b.oid = d.database
+    LEFT JOIN pg_roles r ON r.oid = d.role
+    WHERE d.owner = (SELECT o.oid FROM pg_roles o WHERE o.rolname = current_user)
+    UNION ALL
+    SELECT 2, NULL, p.name,
+           CASE WHEN p.database IS NOT NULL AND b.datname IS NULL
+                THEN format('-- dynbgw pool %s is not written: its database was dropped', quote_literal(p.name))
+                WHEN p.role <> p.owner AND r.rolname IS NULL
+                THEN format('-- dynbgw pool %s is not written: its role was dropped', quote_literal(p.name))
+                ELSE format('SELECT dynbgw_pool_create(%s, %s, database => %s, role => %s, queue_size => %s, persist => true);',
+                            quote_literal(p.name), p.size, quote_nullable(b.datname),
+                            quote_nullable(CASE WHEN p.role <> p.owner THEN r.rolname END),
+                            p.queue_size) END
+    FROM @extschema@.dynbgw_pool_definitions p
+    LEFT JOIN pg_database b ON b.oid = p.database
+    LEFT JOIN pg_roles r ON r.oid = p.role
+    WHERE p.owner = (SELECT o.oid FROM pg_roles o WHERE o.rolname = current_user)
 ) l
-ORDER BY kind, CASE WHEN kind = 1 THEN lpad(key, 10, '0') ELSE key END
+ORDER BY kind, n, name
 $$;
 
 CREATE FUNCTION dynbgw_pools(
@@ -274,7 +288,7 @@ COMMENT ON FUNCTION dynbgw_submit(text, text, boolean, interval, integer, interv
 CREATE FUNCTION dynbgw_wait_task(id bigint, timeout interval DEFAULT NULL)
 RETURNS SETOF dynbgw_task
 AS 'MODULE_PATHNAME', 'dynbgw_wait_task'
-LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE ROWS 1;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL RESTRICTED ROWS 1;
 
 COMMENT ON FUNCTION dynbgw_wait_task(bigint, interval) IS
 'wait until task id has ended, or for timeout, and say how it stands';

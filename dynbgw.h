@@ -737,6 +737,7 @@ typedef struct DynbgwPoolInfo
 	Oid			dboid;
 	Oid			roleoid;
 	Oid			owner;			/* who made it */
+	Oid			made_in;		/* from which database: where it is saved */
 	int			encoding;		/* of its database */
 	bool		dropping;
 	bool		failed;			/* its workers lost their authority */
@@ -770,6 +771,7 @@ typedef enum DynbgwQueueStatus
 	DYNBGW_QUEUE_FULL,			/* the pool's queue, or all queues */
 	DYNBGW_QUEUE_NO_POOL,		/* dropped, or being dropped */
 	DYNBGW_QUEUE_EXISTS,		/* a pool of the name exists */
+	DYNBGW_QUEUE_TOO_MANY,		/* as many pools as worker numbers exist */
 	DYNBGW_QUEUE_NOTHING		/* a worker: no task waits */
 } DynbgwQueueStatus;
 

@@ -248,8 +248,8 @@ dynbgw_may_submit(Oid submitter, Oid roleoid)
 
 /*
  * Before a pool's task runs, in its transaction: the role that submitted
- * it still may, as when it submitted (a role revoked, or dropped, while
- * its task waited).  The task fails; the pool's authority is untouched.
+ * it still may, as when it submitted (a role or CONNECT revoked, or the
+ * role dropped, while its task waited).  The task fails; the pool's authority is untouched.
  */
 void
 dynbgw_submitter_check(Oid submitter, Oid roleoid)
@@ -265,6 +265,14 @@ dynbgw_submitter_check(Oid submitter, Oid roleoid)
 						GetUserNameFromId(submitter, false),
 						GetUserNameFromId(roleoid, false)),
 				 errdetail("A task runs only while the role that submitted it may SET ROLE to the pool's role.")));
+	if (object_aclcheck(DatabaseRelationId, MyDatabaseId, submitter,
+						ACL_CONNECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may no longer connect to database \"%s\"",
+						GetUserNameFromId(submitter, false),
+						get_database_name(MyDatabaseId)),
+				 errdetail("A task runs only while the role that submitted it has CONNECT on the pool's database.")));
 }
 
 /*

@@ -269,6 +269,14 @@ dynbgw_pool_definitions_open(Oid schema)
 	return rel;
 }
 
+/* Saved pools in order of name. */
+static int
+dynbgw_saved_pool_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp(((const DynbgwSavedPool *) lfirst(a))->name,
+				  ((const DynbgwSavedPool *) lfirst(b))->name);
+}
+
 /*
  * Every row of dynbgw_pool_definitions in this schema, as DynbgwSavedPool,
  * ordered by name; none before version 1.4.
@@ -308,6 +316,7 @@ dynbgw_saved_pools_read(Oid schema)
 		pools = lappend(pools, pool);
 	}
 	table_close(rel, AccessShareLock);
+	list_sort(pools, dynbgw_saved_pool_cmp);
 	return pools;
 }
 

@@ -170,6 +170,7 @@ dynbgw_pool_args(FunctionCallInfo fcinfo, DynbgwPoolInfo *pool,
 	pool->dboid = def->dboid;
 	pool->roleoid = def->roleoid;
 	pool->owner = GetUserId();
+	pool->made_in = MyDatabaseId;
 	pool->encoding = def->encoding;
 }
 
@@ -183,10 +184,17 @@ dynbgw_pool_add_error(const DynbgwPoolInfo *pool, DynbgwQueueStatus status)
 				 errmsg("dynbgw pool \"%s\" already exists", pool->name),
 				 pool->dropping ? errdetail("It is being dropped.") :
 				 pool->failed ?
-				 errdetail("Its workers lost the authority it was made with.") :
+				 errdetail("It failed: its workers lost the authority it was made with, or are all gone.") :
 				 errdetail("It has %d workers and a queue of %d tasks, in another database or as another role than asked.",
 						   pool->size, pool->queue_size),
 				 errhint("Drop it first with dynbgw_pool_drop().")));
+	if (status == DYNBGW_QUEUE_TOO_MANY)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many dynbgw pools"),
+				 errdetail("There may be as many pools as worker numbers, %d (\"dynbgw.max_workers\").",
+						   dynbgw_registry()->capacity),
+				 errhint("Drop a pool that is no longer needed.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("dynbgw pools would queue more than \"dynbgw.max_queued_tasks\" (%d) tasks",
@@ -306,6 +314,17 @@ dynbgw_pool_drop(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	}
 	dynbgw_pool_check_may_drop(&pool);
+	/* Its saved definition is in the database it was made from. */
+	if (forget && pool.made_in != MyDatabaseId)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dynbgw pool \"%s\" was made from another database",
+						name),
+				 get_database_name(pool.made_in) ?
+				 errdetail("Its saved definition, if any, is in database \"%s\".",
+						   get_database_name(pool.made_in)) :
+				 errdetail("That database was dropped, and its saved definitions with it."),
+				 errhint("Drop it with forget from the database it was made from, or without forget from here.")));
 	if (!dynbgw_pool_stop(pool.id, GetCurrentTimestamp() + timeout_us, false))
 	{
 		ereport(WARNING,

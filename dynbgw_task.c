@@ -20,6 +20,8 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -187,7 +189,7 @@ dynbgw_queue_task(const DynbgwPoolInfo *pool, const DynbgwTaskSpec *spec,
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("dynbgw pool \"%s\" takes no more tasks", pool->name),
-				 errdetail("It is being dropped, or its workers lost the authority it was made with."),
+				 errdetail("It is being dropped, or failed: its workers lost the authority it was made with, or are all gone."),
 				 errhint("The view dynbgw_pools says which; a failed pool is dropped and made anew.")));
 	if (status == DYNBGW_QUEUE_FULL)
 		ereport(ERROR,
@@ -217,6 +219,7 @@ dynbgw_submit(PG_FUNCTION_ARGS)
 	DynbgwTaskSpec spec;
 	TimestampTz deadline;
 	uint64		id;
+	AclResult	aclresult;
 
 	/* As NOTIFY: a parallel worker's commit is not its transaction's. */
 	if (IsParallelWorker())
@@ -233,6 +236,12 @@ dynbgw_submit(PG_FUNCTION_ARGS)
 						name),
 				 errdetail("Its tasks run as role \"%s\"; only roles that may SET ROLE to it, and superusers, may submit them.",
 						   GetUserNameFromId(pool.roleoid, false))));
+	/* As a launch: who could not connect there runs nothing there. */
+	aclresult = object_aclcheck(DatabaseRelationId, pool.dboid, GetUserId(),
+								ACL_CONNECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_DATABASE,
+					   get_database_name(pool.dboid));
 
 	memset(&spec, 0, sizeof(spec));
 	dynbgw_require(fcinfo, 1, "command");
@@ -422,13 +431,6 @@ dynbgw_cancel_task(PG_FUNCTION_ARGS)
 
 	dynbgw_task_known(id, &record);
 	dynbgw_task_check_may_cancel(&record);
-	if (record.state == DYNBGW_TASK_PENDING)
-	{
-		ereport(NOTICE,
-				(errmsg("dynbgw task " UINT64_FORMAT " is not queued yet", id),
-				 errdetail("The transaction that submitted it has yet to commit.")));
-		PG_RETURN_BOOL(false);
-	}
 	if (record.state == DYNBGW_TASK_ENDED || !dynbgw_task_cancel(id))
 	{
 		ereport(NOTICE,

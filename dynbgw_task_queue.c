@@ -266,8 +266,8 @@ dynbgw_task_drop_result(uint64 id)
  * Add a pool: pool->id 0 for a new one, else one that a crash-restart lost
  * and its worker remakes.  Returns its id, with status DONE.  If a pool of
  * this name exists, status is EXISTS, and it is copied into *pool and its
- * id returned.  Else 0, status FULL: no entry is free, or the queues would
- * hold more than dynbgw.max_queued_tasks.
+ * id returned.  Else 0, and status TOO_MANY: no entry is free, or FULL:
+ * the queues would hold more than dynbgw.max_queued_tasks.
  */
 uint64
 dynbgw_pool_add(DynbgwPoolInfo *pool, DynbgwQueueStatus *status)
@@ -287,7 +287,7 @@ dynbgw_pool_add(DynbgwPoolInfo *pool, DynbgwQueueStatus *status)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of shared memory for a dynbgw pool")));
 
-	*status = DYNBGW_QUEUE_FULL;
+	*status = DYNBGW_QUEUE_TOO_MANY;
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	for (int i = 0; i < dynbgw_reg->capacity; i++)
 	{
@@ -308,8 +308,10 @@ dynbgw_pool_add(DynbgwPoolInfo *pool, DynbgwQueueStatus *status)
 		queues += pools[i].info.queue_size;
 	}
 	/* A pool brought back was within the bound when it was made. */
-	if (id == 0 && entry != NULL &&
-		(pool->id != 0 || queues + pool->queue_size <= dynbgw_max_queued_tasks))
+	if (id == 0 && entry != NULL && pool->id == 0 &&
+		queues + pool->queue_size > dynbgw_max_queued_tasks)
+		*status = DYNBGW_QUEUE_FULL;
+	else if (id == 0 && entry != NULL)
 	{
 		id = pool->id != 0 ? pool->id : ++board->last_pool;
 		entry->info = *pool;
@@ -383,7 +385,8 @@ dynbgw_pool_close(uint64 id, const ErrorData *edata)
 	dropped = palloc0(info.queue_size * sizeof(uint64));
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	pool = dynbgw_pool_locked(NULL, id);
-	if (pool != NULL)
+	/* A drop has ended the tasks already, as stopped. */
+	if (pool != NULL && !(edata != NULL && pool->info.dropping))
 	{
 		if (edata == NULL)
 			pool->info.dropping = true;
@@ -545,7 +548,8 @@ dynbgw_task_settle(uint64 pool_id, uint64 id, bool commit)
 
 /*
  * Find a task: waiting, running or in the history.  False if it is in
- * none: it never existed, or ended so long ago that its record is gone.
+ * none: it never existed, or ended so long ago that its record is gone, or
+ * its transaction has yet to commit (the submitter knows it as its own).
  */
 bool
 dynbgw_task_find(uint64 id, DynbgwTaskRecord *record)
@@ -573,7 +577,7 @@ dynbgw_task_find(uint64 id, DynbgwTaskRecord *record)
 		{
 			DynbgwTask *task = dynbgw_task_at(dynbgw_queue_of(pool)[j]);
 
-			if (task->id != id)
+			if (task->id != id || task->state == DYNBGW_TASK_PENDING)
 				continue;
 			dynbgw_task_record(task, pool->info.name, pool->info.roleoid,
 							   pool->info.dboid, record);
@@ -748,6 +752,7 @@ dynbgw_pool_join(int n, const DynbgwDefinition *def)
 		info.dboid = def->dboid;
 		info.roleoid = def->roleoid;
 		info.owner = def->launcher_roleoid;
+		info.made_in = def->launch_dboid;
 		info.encoding = def->encoding;
 		(void) dynbgw_pool_add(&info, &status);
 	}

@@ -190,6 +190,28 @@ dynbgw_find_own_handle(DynbgwHandle *handle)
 }
 
 /*
+ * Once a pool's worker has left the registry: if it was the pool's last,
+ * none waiting to be restarted, the pool's tasks would wait for ever, so
+ * the pool fails, as when its workers lose their authority.  A drop has
+ * ended the tasks already.
+ */
+static void
+dynbgw_pool_check_left(void)
+{
+	int			capacity = dynbgw_registry()->capacity;
+	int		   *numbers = palloc(capacity * sizeof(int));
+	uint64	   *generations = palloc(capacity * sizeof(uint64));
+	ErrorData	gone;
+
+	if (dynbgw_slot_pool_workers(my_pool_id, numbers, generations) > 0)
+		return;
+	memset(&gone, 0, sizeof(gone));
+	gone.sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
+	gone.message = "all the workers of its pool were stopped or have given up";
+	dynbgw_pool_close(my_pool_id, &gone);
+}
+
+/*
  * Leave the registry (dynbgw_slot_exit()).  A before_shmem_exit callback,
  * because the registry's segment is unmapped before on_shmem_exit callbacks
  * run; the stopper waits for the rest of the exit by watching the
@@ -241,6 +263,8 @@ dynbgw_worker_exit(int code, Datum arg)
 	if (after.end_registration && !after.have_handle)
 		after.have_handle = dynbgw_find_own_handle(&after.handle);
 	dynbgw_after_unlock(&after);
+	if (in_pool)
+		dynbgw_pool_check_left();
 }
 
 /*

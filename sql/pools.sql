@@ -116,6 +116,12 @@ SELECT state, outcome, sqlstate FROM dynbgw_wait_task(:sleeper, '30 s');
 SELECT outcome, sqlstate, message
   FROM dynbgw_wait_task(dynbgw_submit('regress_p', 'SELECT pg_sleep(60)', run_timeout => '50 ms'), '30 s');
 
+-- Waiting may not run in a parallel worker, which does not know the
+-- transaction's own tasks, queued only at its commit.
+SELECT proname, proparallel FROM pg_proc
+ WHERE proname IN ('dynbgw_submit', 'dynbgw_wait_task', 'dynbgw_cancel_task')
+ ORDER BY 1;
+
 -- Unknown tasks and bad ids.
 SELECT * FROM dynbgw_wait_task(1, '0');
 \echo :LAST_ERROR_SQLSTATE
@@ -200,6 +206,21 @@ SELECT * FROM dynbgw_restore();
 SET ROLE regress_dynbgw_pool_owner;
 SELECT dynbgw_pool_drop('regress_saved', forget => true);
 SELECT count(*) AS saved FROM dynbgw_pool_definitions;
+RESET ROLE;
+
+-- A saved pool whose role is gone is dumped as a comment: named as NULL,
+-- it would run as its owner.
+CREATE ROLE regress_dynbgw_pool_gone LOGIN;
+GRANT regress_dynbgw_pool_gone TO regress_dynbgw_pool_owner;
+SET ROLE regress_dynbgw_pool_owner;
+SELECT dynbgw_pool_create('regress_gone', 1, role => 'regress_dynbgw_pool_gone', persist => true);
+SELECT dynbgw_pool_drop('regress_gone');
+RESET ROLE;
+DROP ROLE regress_dynbgw_pool_gone;
+SET ROLE regress_dynbgw_pool_owner;
+SELECT * FROM dynbgw_dump_definitions();
+SELECT n, pid, error, pool FROM dynbgw_restore();
+DELETE FROM dynbgw_pool_definitions;
 RESET ROLE;
 
 -- Dropped, the pool's workers are gone, and it takes no more tasks; its

@@ -193,5 +193,94 @@ like(
 q1('REVOKE postgres FROM pool_submitter');
 q1("SELECT dynbgw_pool_drop('su')");
 
+###########################################################################
+# 7. Pools of another database: who may not connect there runs nothing
+#    there, also once revoked while a task waits; a saved pool is forgotten
+#    from the database it was made from only.
+
+q1(
+	q{CREATE DATABASE other;
+	  CREATE ROLE far LOGIN;
+	  CREATE ROLE near LOGIN NOINHERIT;
+	  GRANT far TO near;
+	  REVOKE CONNECT ON DATABASE other FROM PUBLIC;
+	  GRANT CONNECT ON DATABASE other TO far;
+	  GRANT dynbgw_user TO far});
+$node->safe_psql('other', 'CREATE EXTENSION dynbgw');
+$node->safe_psql('other',
+	"SET ROLE far; SELECT dynbgw_pool_create('far', 1, persist => true)");
+like(
+	psql_error(
+		$node, "SET ROLE near; SELECT dynbgw_submit('far', 'SELECT 1')"),
+	qr/ERROR:  42501: permission denied for database other/,
+	'a member of the pool\'s role without CONNECT on its database submits nothing');
+q1('GRANT CONNECT ON DATABASE other TO near');
+# Advisory locks are per database: the holder is in the pool's.
+$holder = $node->background_psql('other');
+$holder->query_safe('SELECT pg_advisory_lock(8)');
+$blocker = q1("SELECT dynbgw_submit('far', 'SELECT pg_advisory_xact_lock(8)')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT state = 'running' FROM dynbgw_tasks WHERE id = $blocker"),
+	'the far pool\'s worker is busy');
+my $unconnected = $node->safe_psql('postgres',
+	"SET ROLE near; SELECT dynbgw_submit('far', 'SELECT 1')");
+q1('REVOKE CONNECT ON DATABASE other FROM near');
+$holder->query_safe('SELECT pg_advisory_unlock(8)');
+$holder->quit;
+is(ended($unconnected), 'failed 42501',
+	'a task whose submitter lost CONNECT while it waited fails');
+like(
+	psql_error($node, "SELECT dynbgw_pool_drop('far', forget => true)"),
+	qr/ERROR:  55000: dynbgw pool "far" was made from another database/,
+	'a saved pool is not forgotten from another database');
+is($node->safe_psql('other', 'SELECT count(*) FROM dynbgw_pool_definitions'),
+	'1', 'its saved definition stays');
+is($node->safe_psql('other', "SELECT dynbgw_pool_drop('far', forget => true)"),
+	't', 'and is forgotten from its own');
+is($node->safe_psql('other', 'SELECT count(*) FROM dynbgw_pool_definitions'),
+	'0', 'where it is gone');
+
+###########################################################################
+# 8. A pool whose workers are all stopped one by one fails: the task that
+#    waited fails, and the pool takes no more.  Another session's task
+#    whose transaction has yet to commit is not known to others.
+
+q1("SELECT dynbgw_pool_create('s', 1)");
+$holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(9)');
+$blocker = q1("SELECT dynbgw_submit('s', 'SELECT pg_advisory_xact_lock(9)')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT state = 'running' FROM dynbgw_tasks WHERE id = $blocker"),
+	'the s pool\'s worker is busy');
+my $behind = q1("SELECT dynbgw_submit('s', 'SELECT 1')");
+is(q1("SELECT dynbgw_stop(n => (SELECT n FROM dynbgw_workers WHERE pool = 's'))"),
+	't', 'its only worker is stopped');
+is(ended($blocker), 'stopped -', 'the task it ran was stopped');
+is(ended($behind), 'failed 57P01', 'the task that waited failed');
+is(q1("SELECT state FROM dynbgw_pools WHERE name = 's'"),
+	'failed', 'the pool failed');
+like(
+	psql_error($node, "SELECT dynbgw_submit('s', 'SELECT 1')"),
+	qr/ERROR:  55000: dynbgw pool "s" takes no more tasks/,
+	'and takes no more');
+q1("SELECT dynbgw_pool_drop('s')");
+
+q1("SELECT dynbgw_pool_create('t', 1)");
+$holder->query_safe('SELECT pg_advisory_unlock(9)');
+$holder->query_safe('BEGIN');
+my $uncommitted = $holder->query_safe("SELECT dynbgw_submit('t', 'SELECT 1')");
+like(
+	psql_error($node, "SELECT * FROM dynbgw_wait_task($uncommitted, '0')"),
+	qr/ERROR:  42704: dynbgw task $uncommitted does not exist/,
+	'a task whose transaction has yet to commit is not known to others');
+like(
+	psql_error($node, "SELECT dynbgw_cancel_task($uncommitted)"),
+	qr/ERROR:  42704: dynbgw task $uncommitted does not exist/,
+	'nor cancelled by them');
+$holder->query_safe('COMMIT');
+is(ended($uncommitted), 'succeeded -', 'committed, it runs');
+$holder->quit;
+q1("SELECT dynbgw_pool_drop('t')");
+
 $node->stop;
 done_testing();
