@@ -747,7 +747,8 @@ dynbgw_run_task(DynbgwDefinition *task_def, const DynbgwTaskTaken *taken,
 
 /*
  * A pool's worker: join the pool, then take its tasks one after the other,
- * sleeping on the latch, which a submission sets, while none waits.  A
+ * sleeping on the latch, which a submission sets once the worker has said
+ * it waits (dynbgw_task_take() finding nothing), while none waits.  A
  * cancel counts from before a task is taken, so that one sent as the task
  * starts is not lost.
  */
@@ -775,7 +776,6 @@ dynbgw_pool_loop(const DynbgwDefinition *def)
 	{
 		DynbgwQueueStatus status;
 
-		ResetLatch(MyLatch);
 		if (stop_requested)
 			break;
 		CHECK_FOR_INTERRUPTS();
@@ -798,6 +798,14 @@ dynbgw_pool_loop(const DynbgwDefinition *def)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
 						 dynbgw_wait_event(DYNBGW_WAIT_NAP));
+
+		/*
+		 * Reset after the wait, never before the first: a process that had
+		 * this PGPROC before may have left its latch marked as sleeping (an
+		 * entry point ended by FATAL in its signal handler), which only a
+		 * wait clears.
+		 */
+		ResetLatch(MyLatch);
 	}
 }
 

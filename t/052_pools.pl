@@ -282,5 +282,28 @@ is(ended($uncommitted), 'succeeded -', 'committed, it runs');
 $holder->quit;
 q1("SELECT dynbgw_pool_drop('t')");
 
+###########################################################################
+# 9. Pool workers in the PGPROCs of entry points that were stopped in
+#    their latch wait (a FATAL from the signal handler leaves the latch
+#    marked as sleeping): every PGPROC of a background worker is so used
+#    first, then a pool's workers start in them and take tasks (assertion-
+#    enabled servers checked the latch before the fix).
+
+my $offset9 = -s $node->logfile;
+for (1 .. 40)
+{
+	q1("SELECT dynbgw_launch_function(1, 'dynbgw', 'dynbgw_sleep_main')");
+	q1('SELECT dynbgw_stop(n => 1)');
+}
+q1("SELECT dynbgw_pool_create('v', 8)");
+is( q1(
+		"SELECT string_agg(outcome, ',') FROM (SELECT (dynbgw_wait_task(dynbgw_submit('v', 'SELECT 1'), '60 s')).outcome FROM generate_series(1, 8)) t"
+	),
+	join(',', ('succeeded') x 8),
+	'pool workers in such PGPROCs run tasks');
+unlike(slurp_file($node->logfile, $offset9),
+	qr/TRAP|terminated by signal/, 'and nothing failed an assertion');
+q1("SELECT dynbgw_pool_drop('v')");
+
 $node->stop;
 done_testing();
