@@ -61,9 +61,9 @@ static TimeoutId run_timeout_id;
 /* Wakes the worker when its next run is due; see dynbgw_sleep_until(). */
 static TimeoutId wake_timeout_id;
 
-/* Whether this process is a pool's worker that has joined its pool. */
+/* The pool of this worker (0: none), and whether it has joined it. */
+static uint64 my_pool_id = 0;
 static bool in_pool = false;
-static uint64 my_pool_id;
 
 /* Whether this process completed a run; see DYNBGW_MAX_FAILED_STARTS. */
 static bool completed_run = false;
@@ -263,7 +263,8 @@ dynbgw_worker_exit(int code, Datum arg)
 	if (after.end_registration && !after.have_handle)
 		after.have_handle = dynbgw_find_own_handle(&after.handle);
 	dynbgw_after_unlock(&after);
-	if (in_pool)
+	/* Also one that gave up before it joined (its database dropped). */
+	if (my_pool_id != 0)
 		dynbgw_pool_check_left();
 }
 
@@ -768,7 +769,6 @@ dynbgw_pool_loop(const DynbgwDefinition *def)
 	if (!dynbgw_pool_join(my_number, def))
 		proc_exit(0);
 	in_pool = true;
-	my_pool_id = def->pool_id;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dynbgw_report_ready(DYNBGW_IDLE, 0);
 
@@ -870,6 +870,7 @@ dynbgw_worker_main(Datum main_arg)
 	def = dynbgw_claim(&args);
 	if (def == NULL)
 		proc_exit(0);
+	my_pool_id = def->pool_id;
 
 	/* Foreign code expects a cancel to work at any time. */
 	if (def->kind == DYNBGW_KIND_FUNCTION)
