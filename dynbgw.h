@@ -74,6 +74,9 @@
 /* Upper bound of dynbgw.max_queued_tasks, and so of a pool's queue_size. */
 #define DYNBGW_MAX_QUEUED_TASKS	1000000
 
+/* How many of the last tasks submitted are known by their outcome at least. */
+#define DYNBGW_TASK_OUTCOMES	65536
+
 typedef enum DynbgwState
 {
 	DYNBGW_FREE = 0,			/* no worker has this number */
@@ -801,8 +804,9 @@ extern int	dynbgw_task_list_next(DynbgwTaskCursor *cursor,
 extern bool dynbgw_task_cancel(uint64 id);
 extern ConditionVariable *dynbgw_tasks_cv(void);
 
-/* dynbgw_pool.c */
+/* dynbgw_pool.c, dynbgw_task.c */
 extern void dynbgw_pool_of_name(const char *name, DynbgwPoolInfo *pool);
+extern uint64 dynbgw_task_arg(FunctionCallInfo fcinfo, int argno);
 
 /* a pool's worker */
 extern bool dynbgw_pool_join(int n, const DynbgwDefinition *def);

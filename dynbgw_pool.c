@@ -40,7 +40,10 @@ PG_FUNCTION_INFO_V1(dynbgw_pools);
 
 #define DYNBGW_POOLS_COLS	8
 
-/* A pool name argument: a name, as those of SQL objects are. */
+/*
+ * A pool name argument: at most a name's length, in printable ASCII, since
+ * pools are the whole server's and databases differ in their encodings.
+ */
 static char *
 dynbgw_pool_name_arg(FunctionCallInfo fcinfo, int argno)
 {
@@ -52,6 +55,15 @@ dynbgw_pool_name_arg(FunctionCallInfo fcinfo, int argno)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pool name must not be empty")));
+	for (const char *c = name; *c != '\0'; c++)
+	{
+		if (*c < 32 || *c > 126)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pool name \"%s\" has characters other than printable ASCII",
+							name),
+					 errdetail("Pools are named server-wide, in every database's encoding alike.")));
+	}
 	if (strlen(name) >= NAMEDATALEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),

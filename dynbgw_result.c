@@ -490,14 +490,7 @@ dynbgw_result_key_arg(FunctionCallInfo fcinfo, bool task)
 	if (!task)
 		key.n = dynbgw_number_arg(fcinfo, 0, false);
 	else
-	{
-		dynbgw_require(fcinfo, 0, "task id");
-		key.task = (uint64) PG_GETARG_INT64(0);
-		if (PG_GETARG_INT64(0) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("task id must be positive")));
-	}
+		key.task = dynbgw_task_arg(fcinfo, 0);
 	return key;
 }
 

@@ -297,10 +297,12 @@ dynbgw_put_task(ReturnSetInfo *rsinfo, const DynbgwTaskRecord *record)
 
 	memset(nulls, true, sizeof(nulls));
 	values[0] = Int64GetDatum((int64) record->id);
+	/* Of a task whose record is gone, only how it ended is known. */
 	values[1] = CStringGetTextDatum(record->pool);
 	values[2] = CStringGetTextDatum(dynbgw_task_state_names[record->state]);
 	values[3] = dynbgw_name_datum(rolename);
-	nulls[0] = nulls[1] = nulls[2] = false;
+	nulls[0] = nulls[2] = false;
+	nulls[1] = record->pool[0] == '\0';
 	nulls[3] = rolename == NULL;
 	if (dynbgw_may_see_task(record))
 	{
@@ -308,7 +310,7 @@ dynbgw_put_task(ReturnSetInfo *rsinfo, const DynbgwTaskRecord *record)
 		nulls[4] = submitter == NULL;
 		values[5] = Int32GetDatum(record->priority);
 		values[6] = TimestampTzGetDatum(record->submitted);
-		nulls[5] = nulls[6] = false;
+		nulls[5] = nulls[6] = record->submitted == 0;
 		values[7] = TimestampTzGetDatum(record->started);
 		nulls[7] = record->started == 0;
 		values[8] = TimestampTzGetDatum(record->finished);
@@ -338,10 +340,14 @@ dynbgw_put_task(ReturnSetInfo *rsinfo, const DynbgwTaskRecord *record)
 }
 
 /* A task id argument. */
-static uint64
+uint64
 dynbgw_task_arg(FunctionCallInfo fcinfo, int argno)
 {
 	dynbgw_require(fcinfo, argno, "task id");
+	if (PG_GETARG_INT64(argno) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task id must be positive")));
 	return (uint64) PG_GETARG_INT64(argno);
 }
 
@@ -359,7 +365,8 @@ dynbgw_task_known(uint64 id, DynbgwTaskRecord *record)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("dynbgw task " UINT64_FORMAT " does not exist", id),
-				 errdetail("No task of that id waits or runs, and none that ended among the last \"dynbgw.history_size\" is."),
+				 errdetail("No task of that id waits or runs, or ended among the last %d submitted.",
+						   DYNBGW_TASK_OUTCOMES),
 				 errhint("The view dynbgw_tasks lists the tasks that are known.")));
 }
 

@@ -71,6 +71,19 @@ typedef struct DynbgwTask
 	char		command[FLEXIBLE_ARRAY_MEMBER];
 } DynbgwTask;
 
+/*
+ * How the last DYNBGW_TASK_OUTCOMES tasks ended, by id, after their records
+ * leave the history: so that a wait for a task that ended while many others
+ * did still says how.
+ */
+typedef struct DynbgwTaskOutcome
+{
+	uint32		id;				/* low bits of the task's id; 0: none */
+	Oid			roleoid;		/* the pool's, for who may see it */
+	Oid			submitter;
+	uint8		outcome;		/* DynbgwRunStatus + 1 */
+} DynbgwTaskOutcome;
+
 /* This process's mapping of the area, once it has one. */
 static dsa_area *tasks_area = NULL;
 
@@ -83,13 +96,19 @@ dynbgw_board(void)
 Size
 dynbgw_registry_tail_size(int capacity, int history_size)
 {
-	return add_size(mul_size(capacity,
-							 MAXALIGN(sizeof(DynbgwPool)) +
-							 MAXALIGN(sizeof(DynbgwMember))),
-					mul_size(history_size, MAXALIGN(sizeof(DynbgwTaskRecord))));
+	Size		size = mul_size(capacity, MAXALIGN(sizeof(DynbgwPool)) +
+								MAXALIGN(sizeof(DynbgwMember)));
+
+	size = add_size(size, mul_size(history_size,
+								   MAXALIGN(sizeof(DynbgwTaskRecord))));
+	return add_size(size, mul_size(DYNBGW_TASK_OUTCOMES,
+								   sizeof(DynbgwTaskOutcome)));
 }
 
-/* The pools, then the members, then the history of ended tasks. */
+/*
+ * The pools, then the members, then the history of ended tasks, then the
+ * outcomes of the last tasks.
+ */
 static DynbgwPool *
 dynbgw_pool_table(void)
 {
@@ -106,6 +125,12 @@ static DynbgwTaskRecord *
 dynbgw_ended_tasks(void)
 {
 	return (DynbgwTaskRecord *) &dynbgw_members()[dynbgw_reg->capacity];
+}
+
+static DynbgwTaskOutcome *
+dynbgw_task_outcomes(void)
+{
+	return (DynbgwTaskOutcome *) &dynbgw_ended_tasks()[dynbgw_reg->history_size];
 }
 
 static dsa_area *
@@ -208,7 +233,8 @@ dynbgw_idle_worker_locked(uint64 pool_id)
 }
 
 /*
- * Keep an ended task in the history.  Returns the id of the task whose
+ * Keep an ended task in the history, and its outcome among the last
+ * outcomes.  Returns the id of the task whose
  * record it overwrote if that one kept a result, which goes with its
  * record: the caller drops it once the lock is released.  Locked
  * exclusively.
@@ -218,8 +244,14 @@ dynbgw_record_end_locked(const DynbgwTaskRecord *record)
 {
 	DynbgwTaskBoard *board = dynbgw_board();
 	DynbgwTaskRecord *slot;
+	DynbgwTaskOutcome *outcome;
 	uint64		overwritten = 0;
 
+	outcome = &dynbgw_task_outcomes()[record->id % DYNBGW_TASK_OUTCOMES];
+	outcome->id = (uint32) record->id;
+	outcome->roleoid = record->roleoid;
+	outcome->submitter = record->submitter;
+	outcome->outcome = (uint8) record->outcome + 1;
 	if (dynbgw_reg->history_size == 0)
 		return record->keep_result ? record->id : 0;
 	slot = &dynbgw_ended_tasks()[board->tasks_recorded++ %
@@ -547,9 +579,10 @@ dynbgw_task_settle(uint64 pool_id, uint64 id, bool commit)
 }
 
 /*
- * Find a task: waiting, running or in the history.  False if it is in
- * none: it never existed, or ended so long ago that its record is gone, or
- * its transaction has yet to commit (the submitter knows it as its own).
+ * Find a task: waiting, running, in the history, or only its outcome once
+ * its record has left the history.  False if none: it never existed, or
+ * ended before the last DYNBGW_TASK_OUTCOMES tasks were submitted, or its
+ * transaction has yet to commit (the submitter knows it as its own).
  */
 bool
 dynbgw_task_find(uint64 id, DynbgwTaskRecord *record)
@@ -589,6 +622,23 @@ dynbgw_task_find(uint64 id, DynbgwTaskRecord *record)
 		{
 			dynbgw_task_record(dynbgw_task_at(member->task), member->pool,
 							   member->roleoid, member->dboid, record);
+			found = true;
+		}
+	}
+	if (!found && id <= dynbgw_board()->last_task &&
+		dynbgw_board()->last_task - id < DYNBGW_TASK_OUTCOMES)
+	{
+		DynbgwTaskOutcome *outcome = &dynbgw_task_outcomes()[id % DYNBGW_TASK_OUTCOMES];
+
+		/* Only how it ended is left: the rest of the record is gone. */
+		if (outcome->outcome != 0 && outcome->id == (uint32) id)
+		{
+			memset(record, 0, sizeof(*record));
+			record->id = id;
+			record->state = DYNBGW_TASK_ENDED;
+			record->roleoid = outcome->roleoid;
+			record->submitter = outcome->submitter;
+			record->outcome = (DynbgwRunStatus) (outcome->outcome - 1);
 			found = true;
 		}
 	}

@@ -39,6 +39,8 @@ SELECT dynbgw_pool_create(repeat('p', 64), 1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_pool_create(NULL, 1);
 \echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_pool_create(E'a\tb', 1);
+\echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_pool_create('regress_p', 1, queue_size => 20000);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS pools FROM dynbgw_pools;
@@ -124,6 +126,10 @@ SELECT proname, proparallel FROM pg_proc
 
 -- Unknown tasks and bad ids.
 SELECT * FROM dynbgw_wait_task(1, '0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM dynbgw_wait_task(0, '0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT dynbgw_cancel_task(-1);
 \echo :LAST_ERROR_SQLSTATE
 SELECT dynbgw_submit('regress_missing', 'SELECT 1');
 \echo :LAST_ERROR_SQLSTATE

@@ -305,5 +305,21 @@ unlike(slurp_file($node->logfile, $offset9),
 	qr/TRAP|terminated by signal/, 'and nothing failed an assertion');
 q1("SELECT dynbgw_pool_drop('v')");
 
+###########################################################################
+# 10. A wait for a task whose record left the history of ended tasks
+#     (dynbgw.history_size, 1000 here) still says how it ended.
+
+q1("SELECT dynbgw_pool_create('w', 2)");
+my ($first, $last) = split /\|/, q1(q{
+	SELECT min(id), max(id) FROM (
+	    SELECT dynbgw_submit('w', 'SELECT 1', wait_for_slot => '60 s') AS id
+	    FROM generate_series(1, 1100)) t});
+is(ended($last), 'succeeded -', '1100 tasks ran');
+is(q1("SELECT count(*) FROM dynbgw_tasks WHERE id = $first"),
+	'0', 'the first is no longer in the history');
+is(q1("SELECT state || ' ' || outcome || ' ' || (pool IS NULL) FROM dynbgw_wait_task($first, '0')"),
+	'ended succeeded true', 'but a wait for it says how it ended, without the rest');
+q1("SELECT dynbgw_pool_drop('w')");
+
 $node->stop;
 done_testing();
