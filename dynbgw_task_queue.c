@@ -922,14 +922,31 @@ dynbgw_task_end(int n, DynbgwRunStatus outcome, int error_code,
 	ConditionVariableBroadcast(dynbgw_tasks_cv());
 }
 
-/* Worker n leaves its pool, after ending the task it ran, if any. */
+/*
+ * Worker n leaves its pool, after ending the task it ran, if any.  A
+ * submission may have woken it for a task it will not take now: another
+ * waiting worker of the pool is woken in its place.
+ */
 void
 dynbgw_pool_leave(int n)
 {
 	DynbgwMember *member = &dynbgw_members()[n - 1];
+	DynbgwPool *pool;
+	Latch	   *latch = NULL;
 
 	dynbgw_lock_board(LW_EXCLUSIVE);
 	Assert(!DsaPointerIsValid(member->task));
+	pool = dynbgw_pool_locked(NULL, member->pool_id);
 	memset(member, 0, sizeof(*member));
+	for (int i = 0; pool != NULL && i < pool->info.waiting; i++)
+	{
+		if (dynbgw_task_at(dynbgw_queue_of(pool)[i])->state == DYNBGW_TASK_QUEUED)
+		{
+			latch = dynbgw_idle_worker_locked(pool->info.id);
+			break;
+		}
+	}
 	dynbgw_unlock_board();
+	if (latch != NULL)
+		SetLatch(latch);
 }

@@ -321,5 +321,23 @@ is(q1("SELECT state || ' ' || outcome || ' ' || (pool IS NULL) FROM dynbgw_wait_
 	'ended succeeded true', 'but a wait for it says how it ended, without the rest');
 q1("SELECT dynbgw_pool_drop('w')");
 
+###########################################################################
+# 11. A worker woken for a task that exits before it takes it (stopped
+#     while it was not running) passes the wake on to another: the task
+#     runs on the pool's other worker.
+
+q1("SELECT dynbgw_pool_create('lw', 2)");
+my ($woken, $other) = split /\n/,
+  q1("SELECT pid FROM dynbgw_workers WHERE pool = 'lw' ORDER BY n");
+# Submissions wake the waiting worker of the lowest number.
+ok(kill('STOP', $woken), 'the worker a submission wakes is held');
+my $stranded = q1("SELECT dynbgw_submit('lw', 'SELECT 42')");
+q1("SELECT pg_terminate_backend($woken)");
+ok(kill('CONT', $woken), 'stopped meanwhile, it goes on, to exit');
+is(q1("SELECT outcome || ' ' || worker FROM dynbgw_wait_task($stranded, '60 s')"),
+	'succeeded ' . q1("SELECT n FROM dynbgw_workers WHERE pid = $other"),
+	'its task ran on the other worker');
+q1("SELECT dynbgw_pool_drop('lw')");
+
 $node->stop;
 done_testing();
