@@ -499,17 +499,22 @@ dynbgw_end_for_good(const ErrorData *edata)
 }
 
 /*
- * Run a command once, within run_timeout, and recover from its failure.
- * The caller has set in_run with dynbgw_begin_run().  Returns how it
- * went, with its error in *edata (NULL if it succeeded), in run_context,
- * and its result tag in result.  Submitter: the role that submitted a
- * pool's task, InvalidOid for a worker's own runs.
+ * Run a command once, within run_timeout, and recover from its failure;
+ * keep its rows under key if it keeps results.  The caller has set in_run
+ * with dynbgw_begin_run().  Returns how it went, with its error in *edata
+ * (NULL if it succeeded), in run_context, and its result tag in result.
+ * Submitter: the role that submitted a pool's task, InvalidOid for a
+ * worker's own runs.
  */
 static DynbgwRunStatus
 dynbgw_attempt(const DynbgwDefinition *def, MemoryContext run_context,
-			   DestReceiver *keeper, Oid submitter, char *result,
+			   const DynbgwResultKey *key, Oid submitter, char *result,
 			   ErrorData **edata)
 {
+	DestReceiver *keeper = NULL;
+
+	if (def->keep_result)
+		keeper = dynbgw_result_receiver(key, my_generation, def);
 	*edata = NULL;
 	PG_TRY();
 	{
@@ -580,7 +585,7 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	ErrorData  *edata;
 	DynbgwRunStatus status;
 	char		result[DYNBGW_MAX_RESULT];
-	DestReceiver *keeper = NULL;
+	DynbgwResultKey key = {my_number, 0};
 	bool		retrying = tt->retry_at != 0;
 	int			attempt = retrying ? tt->attempt + 1 : 1;
 	DynbgwTrigger trigger;
@@ -589,14 +594,8 @@ dynbgw_run(const DynbgwDefinition *def, MemoryContext run_context,
 	trigger = woken ? DYNBGW_TRIGGER_WAKE :
 		retrying ? DYNBGW_TRIGGER_RETRY : DYNBGW_TRIGGER_SCHEDULE;
 	dynbgw_slot_run_start(my_number, started, trigger, attempt);
-	if (def->keep_result)
-	{
-		DynbgwResultKey key = {my_number, 0};
-
-		keeper = dynbgw_result_receiver(&key, my_generation, def);
-	}
 	dynbgw_begin_run();
-	status = dynbgw_attempt(def, run_context, keeper, InvalidOid, result,
+	status = dynbgw_attempt(def, run_context, &key, InvalidOid, result,
 							&edata);
 
 	finished = GetCurrentTimestamp();
@@ -716,19 +715,13 @@ dynbgw_run_task(DynbgwDefinition *task_def, const DynbgwTaskTaken *taken,
 	ErrorData  *edata;
 	DynbgwRunStatus status;
 	char		result[DYNBGW_MAX_RESULT];
-	DestReceiver *keeper = NULL;
+	DynbgwResultKey key = {0, taken->id};
 
 	strlcpy(task_def->command, taken->command, DYNBGW_MAX_COMMAND);
 	task_def->keep_result = taken->keep_result;
 	task_def->run_timeout_ms = taken->run_timeout_ms;
 	dynbgw_slot_run_start(my_number, started, DYNBGW_TRIGGER_TASK, 1);
-	if (taken->keep_result)
-	{
-		DynbgwResultKey key = {0, taken->id};
-
-		keeper = dynbgw_result_receiver(&key, my_generation, task_def);
-	}
-	status = dynbgw_attempt(task_def, run_context, keeper, taken->submitter,
+	status = dynbgw_attempt(task_def, run_context, &key, taken->submitter,
 							result, &edata);
 
 	finished = GetCurrentTimestamp();
