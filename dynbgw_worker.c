@@ -511,16 +511,15 @@ dynbgw_attempt(const DynbgwDefinition *def, MemoryContext run_context,
 			   const DynbgwResultKey *key, Oid submitter, char *result,
 			   ErrorData **edata)
 {
-	DestReceiver *keeper = NULL;
-
-	if (def->keep_result)
-		keeper = dynbgw_result_receiver(key, my_generation, def);
 	*edata = NULL;
 	PG_TRY();
 	{
 		if (def->run_timeout_ms > 0)
 			enable_timeout_after(run_timeout_id, def->run_timeout_ms);
-		dynbgw_command_run(def, my_number, submitter, keeper, result);
+		dynbgw_command_run(def, my_number, submitter,
+						   def->keep_result ?
+						   dynbgw_result_receiver(key, my_generation, def) : NULL,
+						   result);
 		disable_timeout(run_timeout_id, false);
 	}
 	PG_CATCH();
