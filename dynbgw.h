@@ -806,6 +806,8 @@ extern ConditionVariable *dynbgw_tasks_cv(void);
 
 /* dynbgw_pool.c, dynbgw_task.c */
 extern void dynbgw_pool_of_name(const char *name, DynbgwPoolInfo *pool);
+extern bool dynbgw_pool_is(const DynbgwPoolInfo *pool,
+						   const DynbgwPoolInfo *asked);
 extern uint64 dynbgw_task_arg(FunctionCallInfo fcinfo, int argno);
 
 /* a pool's worker */
@@ -839,6 +841,7 @@ extern char *dynbgw_command_text(text *arg, int encoding);
 /* dynbgw_status.c */
 extern char *dynbgw_text_for_session(const char *str, int encoding);
 extern bool dynbgw_may_see(Oid roleoid);
+extern const char *dynbgw_run_status_name(DynbgwRunStatus status);
 extern Datum dynbgw_name_datum(const char *str);
 
 /* dynbgw_launch_protocol.c */

@@ -135,12 +135,16 @@ dynbgw_pool_create_failed(int code, Datum arg)
 	(void) dynbgw_pool_stop(DatumGetUInt64(arg), GetCurrentTimestamp(), true);
 }
 
-/* Whether an existing pool is the one asked for. */
-static bool
-dynbgw_pool_same(const DynbgwPoolInfo *a, const DynbgwPoolInfo *b)
+/*
+ * Whether an existing pool is the one asked for (its size, queue, database
+ * and role), and takes tasks: a making of it again changes nothing.
+ */
+bool
+dynbgw_pool_is(const DynbgwPoolInfo *pool, const DynbgwPoolInfo *asked)
 {
-	return a->size == b->size && a->queue_size == b->queue_size &&
-		a->dboid == b->dboid && a->roleoid == b->roleoid;
+	return pool->size == asked->size && pool->queue_size == asked->queue_size &&
+		pool->dboid == asked->dboid && pool->roleoid == asked->roleoid &&
+		!pool->dropping && !pool->failed;
 }
 
 /*
@@ -257,8 +261,7 @@ dynbgw_pool_create(PG_FUNCTION_ARGS)
 	dynbgw_pool_args(fcinfo, &asked, def);
 	pool = asked;
 	id = dynbgw_pool_add(&pool, &status);
-	if (status == DYNBGW_QUEUE_EXISTS && dynbgw_pool_same(&pool, &asked) &&
-		!pool.dropping && !pool.failed)
+	if (status == DYNBGW_QUEUE_EXISTS && dynbgw_pool_is(&pool, &asked))
 	{
 		ereport(NOTICE,
 				(errmsg("dynbgw pool \"%s\" already exists, skipping",

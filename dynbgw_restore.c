@@ -405,9 +405,14 @@ dynbgw_restore_pool(Oid create_oid, const void *saved, DynbgwRestored *r)
 
 	if (dynbgw_pool_get(row->name, 0, &pool))
 	{
-		if (pool.owner != row->owner || pool.roleoid != row->role ||
-			pool.dboid != dboid || pool.size != row->size ||
-			pool.queue_size != row->queue_size || pool.dropping || pool.failed)
+		DynbgwPoolInfo saved;
+
+		memset(&saved, 0, sizeof(saved));
+		saved.size = row->size;
+		saved.queue_size = row->queue_size;
+		saved.dboid = dboid;
+		saved.roleoid = row->role;
+		if (pool.owner != row->owner || !dynbgw_pool_is(&pool, &saved))
 			r->error = psprintf("%s exists, but is not this saved pool", what);
 		return;
 	}

@@ -235,6 +235,13 @@ static const char *const dynbgw_run_status_names[] = {
 	[DYNBGW_RUN_STOPPED] = "stopped"
 };
 
+/* How a run ended, or a pool's task: "succeeded", "failed", ... */
+const char *
+dynbgw_run_status_name(DynbgwRunStatus status)
+{
+	return dynbgw_run_status_names[status];
+}
+
 /* How a launch of worker n ended, or how far it got, as a row. */
 static void
 dynbgw_put_ending(ReturnSetInfo *rsinfo, int n, const DynbgwEnding *ending)
@@ -341,7 +348,7 @@ dynbgw_put_run(ReturnSetInfo *rsinfo, const DynbgwRun *run)
 		values[5] = TimestampTzGetDatum(run->started);
 		values[6] = TimestampTzGetDatum(run->finished);
 		values[7] = dynbgw_interval_datum(run->finished - run->started);
-		values[8] = CStringGetTextDatum(dynbgw_run_status_names[run->status]);
+		values[8] = CStringGetTextDatum(dynbgw_run_status_name(run->status));
 		nulls[5] = nulls[6] = nulls[7] = nulls[8] = false;
 		if (run->error_code != 0)
 		{

@@ -267,12 +267,6 @@ static const char *const dynbgw_task_state_names[] = {
 	[DYNBGW_TASK_ENDED] = "ended"
 };
 
-static const char *const dynbgw_task_outcome_names[] = {
-	[DYNBGW_RUN_SUCCEEDED] = "succeeded",
-	[DYNBGW_RUN_FAILED] = "failed",
-	[DYNBGW_RUN_CANCELLED] = "cancelled",
-	[DYNBGW_RUN_STOPPED] = "stopped"
-};
 
 /*
  * Whether the caller may see all of a task: who may see what the pool's
@@ -314,7 +308,7 @@ dynbgw_put_task(ReturnSetInfo *rsinfo, const DynbgwTaskRecord *record)
 		values[7] = TimestampTzGetDatum(record->started);
 		nulls[7] = record->started == 0;
 		values[8] = TimestampTzGetDatum(record->finished);
-		values[9] = CStringGetTextDatum(dynbgw_task_outcome_names[record->outcome]);
+		values[9] = CStringGetTextDatum(dynbgw_run_status_name(record->outcome));
 		nulls[8] = nulls[9] = !ended;
 		if (record->error_code != 0)
 		{
