@@ -1,7 +1,7 @@
 # dynbgw: launch, find and stop dynamic background workers from SQL
 MODULE_big = dynbgw
-OBJS = dynbgw.o dynbgw_authority.o dynbgw_command.o dynbgw_compat.o \
-	dynbgw_launch_protocol.o dynbgw_persist.o dynbgw_pool.o \
+OBJS = dynbgw.o dynbgw_at_commit.o dynbgw_authority.o dynbgw_command.o \
+	dynbgw_compat.o dynbgw_launch_protocol.o dynbgw_persist.o dynbgw_pool.o \
 	dynbgw_registry.o dynbgw_restore.o dynbgw_result.o dynbgw_result_keep.o \
 	dynbgw_result_store.o dynbgw_schedule.o dynbgw_slot.o dynbgw_slot_read.o \
 	dynbgw_status.o dynbgw_stop_protocol.o dynbgw_task.o dynbgw_task_queue.o \

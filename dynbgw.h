@@ -623,6 +623,30 @@ extern DynbgwLimit dynbgw_slot_limits(const DynbgwLimits *limits,
 extern uint64 dynbgw_history_span(int *count);
 extern int	dynbgw_history_copy(uint64 from, uint64 to, DynbgwRun *runs);
 
+/* dynbgw_at_commit.c: what a transaction asks to happen at its commit */
+typedef struct DynbgwAtCommit DynbgwAtCommit;
+
+typedef struct DynbgwAtCommitKind
+{
+	const char *prepare_refused;	/* the error PREPARE TRANSACTION gets */
+	bool		one_per_object; /* a request replaces one of another item */
+	/* At commit (commit true), or as the request ends otherwise. */
+	void		(*end) (const DynbgwAtCommit *request, bool commit);
+} DynbgwAtCommitKind;
+
+struct DynbgwAtCommit
+{
+	const DynbgwAtCommitKind *kind;
+	uint64		object;			/* a worker number; a pool */
+	uint64		item;			/* a launch's generation; a task */
+	int			nest_level;		/* of the subtransaction that asked */
+};
+
+extern void dynbgw_at_commit(const DynbgwAtCommitKind *kind, uint64 object,
+							 uint64 item);
+extern bool dynbgw_at_commit_holds(const DynbgwAtCommitKind *kind,
+								   uint64 item);
+
 /* dynbgw_command.c */
 extern void dynbgw_command_check(List *parsetrees);
 extern void dynbgw_command_run(const DynbgwDefinition *def, int n,

@@ -8,7 +8,7 @@
  * the pool's role, so only those who may SET ROLE to that role submit
  * one; the worker checks again before it runs it.  A task submitted in a
  * transaction block is queued when the transaction commits, as a wake is
- * (dynbgw_wake.c): its place in the queue is taken at once, so a full
+ * (dynbgw_at_commit.c): its place in the queue is taken at once, so a full
  * queue says so to the submitter, and given back if the transaction
  * aborts.  Outside a transaction block it is queued at once, so that the
  * statement that submits it may also wait for it.
@@ -24,11 +24,9 @@
 #include "commands/dbcommands.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/pg_list.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -42,123 +40,19 @@ PG_FUNCTION_INFO_V1(dynbgw_tasks);
 #define DYNBGW_TASKS_COLS	15
 #define DYNBGW_TASKS_CHUNK	1024	/* tasks copied in one hold of the lock */
 
-/* A task that waits for its transaction's commit. */
-typedef struct DynbgwPendingTask
-{
-	uint64		pool_id;
-	uint64		id;
-	int			nest_level;		/* of the subtransaction that submitted it */
-} DynbgwPendingTask;
-
-/* This transaction's pending tasks, in TopTransactionContext. */
-static List *pending_tasks = NIL;
-static bool callbacks_registered = false;
-
-/* Queue (commit) or give up (not) every pending task.  Raises no error. */
+/* A task queued when its transaction commits, and gone otherwise. */
 static void
-dynbgw_settle_pending(bool commit)
+dynbgw_task_end_pending(const DynbgwAtCommit *task, bool commit)
 {
-	ListCell   *lc;
-
-	foreach(lc, pending_tasks)
-	{
-		DynbgwPendingTask *task = lfirst(lc);
-
-		dynbgw_task_settle(task->pool_id, task->id, commit);
-	}
-	pending_tasks = NIL;
+	dynbgw_task_settle(task->object, task->item, commit);
 }
 
-static void
-dynbgw_task_xact_callback(XactEvent event, void *arg)
-{
-	if (pending_tasks == NIL)
-		return;
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			/* As NOTIFY: a prepared transaction commits in another session. */
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot PREPARE a transaction that has submitted a dynbgw task")));
-			break;
-		case XACT_EVENT_COMMIT:
-			dynbgw_settle_pending(true);
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-			dynbgw_settle_pending(false);
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * A subtransaction's tasks become its parent's when it commits, and go
- * when it aborts.
- */
-static void
-dynbgw_task_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-							 SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-	ListCell   *lc;
-
-	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	foreach(lc, pending_tasks)
-	{
-		DynbgwPendingTask *task = lfirst(lc);
-
-		if (task->nest_level < level)
-			continue;
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-			task->nest_level = level - 1;
-		else
-		{
-			dynbgw_task_settle(task->pool_id, task->id, false);
-			pending_tasks = foreach_delete_current(pending_tasks, lc);
-			pfree(task);
-		}
-	}
-}
-
-/* Keep a pending task for the end of the transaction. */
-static void
-dynbgw_task_at_commit(uint64 pool_id, uint64 id)
-{
-	MemoryContext oldcontext;
-	DynbgwPendingTask *task;
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(dynbgw_task_xact_callback, NULL);
-		RegisterSubXactCallback(dynbgw_task_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	oldcontext = MemoryContextSwitchTo(TopTransactionContext);
-	task = palloc(sizeof(DynbgwPendingTask));
-	task->pool_id = pool_id;
-	task->id = id;
-	task->nest_level = GetCurrentTransactionNestLevel();
-	pending_tasks = lappend(pending_tasks, task);
-	MemoryContextSwitchTo(oldcontext);
-}
-
-/* Whether this transaction submitted the task and has yet to commit. */
-static bool
-dynbgw_task_is_pending_here(uint64 id)
-{
-	ListCell   *lc;
-
-	foreach(lc, pending_tasks)
-	{
-		if (((DynbgwPendingTask *) lfirst(lc))->id == id)
-			return true;
-	}
-	return false;
-}
+/* Tasks: of a pool, each its own. */
+static const DynbgwAtCommitKind dynbgw_task_kind = {
+	.prepare_refused = "cannot PREPARE a transaction that has submitted a dynbgw task",
+	.one_per_object = false,
+	.end = dynbgw_task_end_pending
+};
 
 /*
  * Queue a task, waiting until the deadline for room in a full queue.
@@ -256,7 +150,7 @@ dynbgw_submit(PG_FUNCTION_ARGS)
 
 	id = dynbgw_queue_task(&pool, &spec, deadline);
 	if (spec.pending)
-		dynbgw_task_at_commit(pool.id, id);
+		dynbgw_at_commit(&dynbgw_task_kind, pool.id, id);
 	PG_RETURN_INT64((int64) id);
 }
 
@@ -349,7 +243,7 @@ dynbgw_task_arg(FunctionCallInfo fcinfo, int argno)
 static void
 dynbgw_task_known(uint64 id, DynbgwTaskRecord *record)
 {
-	if (dynbgw_task_is_pending_here(id))
+	if (dynbgw_at_commit_holds(&dynbgw_task_kind, id))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("dynbgw task " UINT64_FORMAT " is queued when this transaction commits",
