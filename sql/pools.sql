@@ -156,6 +156,15 @@ SELECT outcome FROM dynbgw_wait_task(:kept, '30 s');
 SELECT pool_error('SELECT dynbgw_wait_task(' || :undone || ', ''0'')');
 SELECT task FROM regress_pool_log WHERE task NOT IN ('a', 'b') ORDER BY at;
 
+-- A transaction that submitted a task cannot be prepared, as one that
+-- woke a worker cannot; the task goes with it.
+BEGIN;
+SELECT dynbgw_submit('regress_p', $$INSERT INTO regress_pool_log (task) VALUES ('prepared')$$) AS prepared \gset
+PREPARE TRANSACTION 'regress_dynbgw_task';
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT pool_error('SELECT dynbgw_wait_task(' || :prepared || ', ''0'')');
+
 -- Each task starts clean: what one sets, the next does not see.
 SELECT outcome, message FROM dynbgw_wait_task(dynbgw_submit('regress_p', $$
     SET work_mem = '7MB'; SELECT set_config('search_path', 'pg_temp', false);
@@ -209,10 +218,26 @@ SELECT name, size, queue_size FROM dynbgw_pools WHERE name = 'regress_saved';
 SET ROLE regress_dynbgw_pool_other;
 SELECT count(*) AS others_see FROM dynbgw_pool_definitions;
 SELECT * FROM dynbgw_restore();
+-- Not running, a saved pool's name is free to make a pool of, but not to
+-- save another role's under (42710); nothing is made.
+SET ROLE regress_dynbgw_pool_owner;
+SELECT dynbgw_pool_drop('regress_saved');
+SET ROLE regress_dynbgw_pool_other;
+SELECT dynbgw_pool_create('regress_saved', 1, persist => true);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS pools FROM dynbgw_pools WHERE name = 'regress_saved';
 SET ROLE regress_dynbgw_pool_owner;
 SELECT dynbgw_pool_drop('regress_saved', forget => true);
 SELECT count(*) AS saved FROM dynbgw_pool_definitions;
 RESET ROLE;
+
+-- As many pools as worker numbers (regress_p and 7 more): a pool more is
+-- refused (53400) before it takes any.
+SELECT count(*) AS made FROM (SELECT dynbgw_pool_create('regress_many_' || i, 1, queue_size => 1)
+                              FROM generate_series(1, 7) i) m;
+SELECT dynbgw_pool_create('regress_many_8', 1, queue_size => 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT bool_and(dynbgw_pool_drop(name)) AS dropped FROM dynbgw_pools WHERE name LIKE 'regress_many_%';
 
 -- A saved pool whose role is gone is dumped as a comment: named as NULL,
 -- it would run as its owner.

@@ -14,7 +14,9 @@
 #   get their tasks run, each once.
 # - A task whose submitter lost the pool's role while it waited fails
 #   with 42501, and the pool goes on; a pool whose maker lost the role
-#   fails, and so do its waiting tasks; it takes no more.
+#   fails, and so do its waiting tasks; it takes no more.  A task whose
+#   submitter was dropped fails with 42704; a submission from a parallel
+#   worker is refused.
 # - A superuser's pool takes no task from a role that is not one.
 
 use strict;
@@ -178,6 +180,35 @@ like(
 	qr/ERROR:  55000: dynbgw pool "r" takes no more tasks/,
 	'and takes no more');
 is(q1("SELECT dynbgw_pool_drop('r')"), 't', 'a failed pool is dropped');
+
+# A task whose submitter was dropped while it waited fails (42704).
+q1('CREATE ROLE pool_gone LOGIN; GRANT pool_role TO pool_gone');
+q1("SELECT dynbgw_pool_create('g', 1, role => 'pool_role')");
+$holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(6)');
+$blocker = q1("SELECT dynbgw_submit('g', 'SELECT pg_advisory_xact_lock(6)')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT state = 'running' FROM dynbgw_tasks WHERE id = $blocker"),
+	'the g pool\'s worker is busy');
+my $orphaned = $node->safe_psql('postgres',
+	"SET ROLE pool_gone; SELECT dynbgw_submit('g', 'SELECT 1')");
+q1('DROP ROLE pool_gone');
+$holder->query_safe('SELECT pg_advisory_unlock(6)');
+$holder->quit;
+is(ended($orphaned), 'failed 42704',
+	'a task whose submitter was dropped while it waited fails');
+q1("SELECT dynbgw_pool_drop('g')");
+
+# Submitting from a parallel worker is refused: its commit is not its
+# transaction's.
+q1(q{CREATE FUNCTION submit_safe(pool text) RETURNS bigint LANGUAGE plpgsql
+	PARALLEL SAFE AS 'BEGIN RETURN dynbgw_submit(pool, ''SELECT 1''); END'});
+my $force = server_major($node) >= 16 ? 'debug_parallel_query' : 'force_parallel_mode';
+my ($prc, $pout, $perr) = $node->psql('postgres',
+	"SELECT dynbgw_pid(1) IS NULL; SET $force = on; SET parallel_leader_participation = off;
+	 SELECT submit_safe('r')");
+like($perr, qr/cannot submit a dynbgw task from a parallel worker/,
+	'a submission from a parallel worker is refused');
 
 ###########################################################################
 # 6. A superuser's pool is for superusers.
