@@ -231,13 +231,6 @@ SELECT dynbgw_pool_drop('regress_saved', forget => true);
 SELECT count(*) AS saved FROM dynbgw_pool_definitions;
 RESET ROLE;
 
--- As many pools as worker numbers (regress_p and 7 more): a pool more is
--- refused (53400) before it takes any.
-SELECT count(*) AS made FROM (SELECT dynbgw_pool_create('regress_many_' || i, 1, queue_size => 1)
-                              FROM generate_series(1, 7) i) m;
-SELECT dynbgw_pool_create('regress_many_8', 1, queue_size => 1);
-\echo :LAST_ERROR_SQLSTATE
-SELECT bool_and(dynbgw_pool_drop(name)) AS dropped FROM dynbgw_pools WHERE name LIKE 'regress_many_%';
 
 -- A saved pool whose role is gone is dumped as a comment: named as NULL,
 -- it would run as its owner.

@@ -210,6 +210,18 @@ my ($prc, $pout, $perr) = $node->psql('postgres',
 like($perr, qr/cannot submit a dynbgw task from a parallel worker/,
 	'a submission from a parallel worker is refused');
 
+# As many pools as worker numbers (dynbgw.max_workers, 8): a pool more is
+# refused (53400) before it takes any.
+is(q1(q{SELECT count(*) FROM (SELECT dynbgw_pool_create('many_' || i, 1, queue_size => 1)
+                              FROM generate_series(1, 8) i) m}),
+	'8', 'eight pools of one worker each');
+like(
+	psql_error($node, "SELECT dynbgw_pool_create('many_9', 1, queue_size => 1)"),
+	qr/ERROR:  53400: too many dynbgw pools/,
+	'a ninth is refused');
+is(q1(q{SELECT bool_and(dynbgw_pool_drop(name)) FROM dynbgw_pools WHERE name LIKE 'many_%'}),
+	't', 'and the eight are dropped');
+
 ###########################################################################
 # 6. A superuser's pool is for superusers.
 
